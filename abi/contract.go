@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"unicode/utf8"
 )
 
 // Contract is what a plugin declares about itself through ws_describe: the
@@ -145,6 +146,9 @@ func (c *Contract) Validate() error {
 		if len(f.Path) > 1024 {
 			return bad("fields[%d] %q: path longer than 1024 bytes", i, f.Name)
 		}
+		if !utf8.ValidString(f.Path) {
+			return bad("fields[%d] %q: path is not valid UTF-8", i, f.Name)
+		}
 	}
 	return nil
 }
@@ -196,16 +200,16 @@ func (c *Contract) AppendJSON(b []byte) []byte {
 	b = append(b, `{"abi":`...)
 	b = strconv.AppendInt(b, int64(c.ABI), 10)
 	b = append(b, `,"name":`...)
-	b = strconv.AppendQuote(b, c.Name)
+	b = appendJSONString(b, c.Name)
 	b = append(b, `,"states":[`...)
 	for i, s := range c.States {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = append(b, `{"name":`...)
-		b = strconv.AppendQuote(b, s.Name)
+		b = appendJSONString(b, s.Name)
 		b = append(b, `,"kind":`...)
-		b = strconv.AppendQuote(b, string(s.Kind))
+		b = appendJSONString(b, string(s.Kind))
 		if t := s.TTL; t != nil {
 			b = append(b, `,"ttl":{"ms":`...)
 			b = strconv.AppendInt(b, t.Millis, 10)
@@ -214,7 +218,7 @@ func (c *Contract) AppendJSON(b []byte) []byte {
 					b = append(b, `,"`...)
 					b = append(b, kv[0]...)
 					b = append(b, `":`...)
-					b = strconv.AppendQuote(b, kv[1])
+					b = appendJSONString(b, kv[1])
 				}
 			}
 			b = append(b, '}')
@@ -226,7 +230,7 @@ func (c *Contract) AppendJSON(b []byte) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = strconv.AppendQuote(b, o)
+		b = appendJSONString(b, o)
 	}
 	b = append(b, `],"fields":[`...)
 	for i, f := range c.Fields {
@@ -234,12 +238,31 @@ func (c *Contract) AppendJSON(b []byte) []byte {
 			b = append(b, ',')
 		}
 		b = append(b, `{"name":`...)
-		b = strconv.AppendQuote(b, f.Name)
+		b = appendJSONString(b, f.Name)
 		if f.Path != "" {
 			b = append(b, `,"path":`...)
-			b = strconv.AppendQuote(b, f.Path)
+			b = appendJSONString(b, f.Path)
 		}
 		b = append(b, '}')
 	}
 	return append(b, "]}"...)
+}
+
+// appendJSONString appends s as a JSON string: quotes, backslashes and
+// control characters escaped, other bytes (including UTF-8) as they are.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20 || c == 0x7f:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
 }

@@ -2,9 +2,8 @@
 // shared by the host and the guest SDKs. ABI.md beside this file is the
 // normative specification; this package is its Go rendering.
 //
-// The package has no dependencies beyond the standard library's strconv,
-// encoding/binary and errors, so guest SDKs compiled to Wasm can import it
-// without growing.
+// The package depends on the standard library only, and not on reflection-
+// based encoders, so guest SDKs compiled to Wasm can import it cheaply.
 //
 // # Versioning
 //

@@ -137,3 +137,39 @@ func ModuleRoot() (string, error) {
 		dir = parent
 	}
 }
+
+// Load returns the bytes of the plugin at path: a .wasm file is read as is; a
+// directory is a Go plugin package, built into cacheDir (default: the user
+// cache dir) first. built reports whether a build ran.
+func Load(ctx context.Context, path, cacheDir string) (wasm []byte, built bool, err error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, false, fmt.Errorf("wasmstream: plugin %s: %w (give a .wasm file or a Go plugin source directory)", path, err)
+	}
+	if !fi.IsDir() {
+		b, err := os.ReadFile(path)
+		return b, false, err
+	}
+	if cacheDir == "" {
+		cacheDir = DefaultCacheDir()
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, false, err
+	}
+	out := filepath.Join(cacheDir, "plugins", strings.Trim(strings.NewReplacer("/", "_", "\\", "_", ":", "_").Replace(abs), "_")+".wasm")
+	if err := Build(ctx, path, out); err != nil {
+		return nil, true, err
+	}
+	b, err := os.ReadFile(out)
+	return b, true, err
+}
+
+// DefaultCacheDir is where wasmstream keeps built plugins and compiled code:
+// $XDG_CACHE_HOME/wasmstream or its platform equivalent, or a temp dir.
+func DefaultCacheDir() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "wasmstream")
+	}
+	return filepath.Join(os.TempDir(), "wasmstream-cache")
+}
