@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/wasmstream/wasmstream/host/engine"
+	"github.com/wasmstream/wasmstream/host/job"
+	"github.com/wasmstream/wasmstream/host/natsembed"
+	"github.com/wasmstream/wasmstream/host/runner"
+)
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("run", stderr, "run -f job.yaml [flags]")
+	file := fs.String("f", "", "job config file (YAML)")
+	natsURL := fs.String("nats", "", "NATS server URL, e.g. nats://127.0.0.1:4222 (default: an embedded server)")
+	dataDir := fs.String("data-dir", "wasmstream-data", "embedded server: JetStream data directory")
+	listen := fs.String("listen", "127.0.0.1:4222", "embedded server: client listen address")
+	untilCaughtUp := fs.Bool("until-caught-up", false, "exit after processing what the stream holds at start")
+	statusEvery := fs.Duration("status", 5*time.Second, "status line interval (0 disables)")
+	verbose := fs.Bool("v", false, "log engine and plugin messages")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *file == "" {
+		return fmt.Errorf("%w: run needs a job config: wasmstream run -f job.yaml", errUsage)
+	}
+	cfg, err := job.Load(*file)
+	if err != nil {
+		return err
+	}
+	logf := quietLogf
+	if *verbose {
+		logf = log.New(stderr, "", log.LstdFlags).Printf
+	}
+
+	url := *natsURL
+	if url == "" {
+		srv, err := natsembed.Start(natsembed.Options{StoreDir: *dataDir, Listen: *listen})
+		if err != nil {
+			return fmt.Errorf("embedded NATS server: %w (use --listen to pick another address or --nats to use a running server)", err)
+		}
+		defer srv.Shutdown()
+		url = srv.URL
+		fmt.Fprintf(stderr, "embedded NATS server at %s, data in %s\n", url, *dataDir)
+	}
+
+	opts := runner.Options{
+		URL:           url,
+		UntilCaughtUp: *untilCaughtUp,
+		Logf:          logf,
+		Stdout:        stdout,
+		OnBuild:       func(dir string) { fmt.Fprintf(stderr, "building plugin %s\n", dir) },
+	}
+	if *statusEvery > 0 {
+		opts.StatusEvery = *statusEvery
+		opts.Status = func(s engine.Status) { fmt.Fprintln(stderr, statusLine(s)) }
+	}
+	j, err := runner.Prepare(ctx, cfg, opts)
+	if err != nil {
+		return err
+	}
+	defer j.Close(context.Background())
+	for _, w := range j.Warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+	c := j.Plugin.Contract()
+	fmt.Fprintf(stderr, "job %s: plugin %s (%s), parallelism %d, stream %s\n", cfg.Name, c.Name, j.Plugin.Hash()[:12], cfg.Parallelism, cfg.Source.Stream)
+	sum, err := j.Run(ctx)
+	fmt.Fprintln(stderr, sum.String())
+	if err != nil && !(errors.Is(err, context.Canceled) && ctx.Err() != nil) {
+		return err
+	}
+	return nil
+}
+
+// statusLine is the periodic one-line status of a running job.
+func statusLine(s engine.Status) string {
+	line := fmt.Sprintf("%s: %d events, %.0f/s, seq %d", s.Job, s.EventsIn, s.EventsPerSec, s.LastSeq)
+	for _, name := range slices.Sorted(maps.Keys(s.Outputs)) {
+		line += fmt.Sprintf(", %s %d", name, s.Outputs[name])
+	}
+	if s.DeadLettered > 0 {
+		line += fmt.Sprintf(", dead-lettered %d", s.DeadLettered)
+	}
+	for _, st := range s.State {
+		line += fmt.Sprintf(", state %s %d keys %s", st.Name, st.Keys, bytesString(st.Bytes))
+	}
+	return line
+}
+
+func quietLogf(string, ...any) {}
+
+func bytesString(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

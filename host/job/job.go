@@ -1,0 +1,676 @@
+package job
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Defaults applied by Parse to fields the config leaves out.
+const (
+	DefaultParallelism    = 1
+	DefaultMaxParallelism = 128
+	MaxMaxParallelism     = 32768
+	DefaultBatchSize      = 256
+	DefaultLinger         = 5 * time.Millisecond
+	DefaultKeySeparator   = "|"
+	DefaultStateBackend   = "memory"
+	DefaultStart          = "first"
+	MaxBatchSize          = 1 << 20
+)
+
+// Config is a job: where events come from, how they are keyed, which plugin
+// processes them and where its outputs go.
+type Config struct {
+	Name           string     `yaml:"name"`
+	Source         Source     `yaml:"source"`
+	Key            Key        `yaml:"key"`
+	Timestamp      string     `yaml:"timestamp,omitempty"`
+	Plugin         Plugin     `yaml:"plugin"`
+	Parallelism    int        `yaml:"parallelism,omitempty"`
+	MaxParallelism int        `yaml:"max_parallelism,omitempty"`
+	Batch          Batch      `yaml:"batch,omitempty"`
+	State          State      `yaml:"state,omitempty"`
+	Sinks          []Sink     `yaml:"sinks,omitempty"`
+	DeadLetter     DeadLetter `yaml:"dead_letter,omitempty"`
+
+	// Dir is the directory relative paths resolve against: the config
+	// file's directory for Load, the working directory for Parse.
+	Dir string `yaml:"-"`
+}
+
+// Source is the JetStream stream the job reads.
+type Source struct {
+	Stream string `yaml:"stream"`
+	// Subjects filters the stream; empty reads every subject.
+	Subjects []string `yaml:"subjects,omitempty"`
+	// Start is "first" (default), "new" or a stream sequence number.
+	Start string `yaml:"start,omitempty"`
+	// Create makes the stream, capturing Subjects, when it does not exist.
+	Create bool `yaml:"create,omitempty"`
+}
+
+// StartPolicy says where the source starts reading.
+type StartPolicy int
+
+const (
+	StartFirst StartPolicy = iota
+	StartNew
+	StartSequence
+)
+
+// StartAt decodes Start. It assumes a validated config.
+func (s Source) StartAt() (StartPolicy, uint64) {
+	switch s.Start {
+	case "", "first":
+		return StartFirst, 0
+	case "new":
+		return StartNew, 0
+	}
+	n, _ := strconv.ParseUint(s.Start, 10, 64)
+	return StartSequence, n
+}
+
+// Key says how an event's key is found. Exactly one of Field, Fields,
+// SubjectToken and Header is set.
+type Key struct {
+	// Field is a dotted JSON path; the key is the string's bytes or the
+	// number's literal text.
+	Field string `yaml:"field,omitempty"`
+	// Fields are JSON paths whose values are joined with Separator.
+	Fields    []string `yaml:"fields,omitempty"`
+	Separator string   `yaml:"separator,omitempty"`
+	// SubjectToken is the 1-based position of a subject token
+	// (2 in "views.42" is "42").
+	SubjectToken int `yaml:"subject_token,omitempty"`
+	// Header is the name of a message header.
+	Header string `yaml:"header,omitempty"`
+}
+
+// Paths returns the JSON paths the key reads (none for subject or header
+// keys).
+func (k Key) Paths() []string {
+	if k.Field != "" {
+		return []string{k.Field}
+	}
+	return k.Fields
+}
+
+// Plugin is the process function.
+type Plugin struct {
+	// Path is a .wasm file or a Go source directory to build, relative to
+	// the config file.
+	Path string `yaml:"path"`
+	// Config is handed to the plugin at open. YAML scalars are accepted and
+	// kept as their text.
+	Config        StringMap `yaml:"config,omitempty"`
+	MemoryLimitMB int       `yaml:"memory_limit_mb,omitempty"`
+	CallTimeout   Duration  `yaml:"call_timeout,omitempty"`
+	// Fields overrides the JSON paths of the fields the plugin declares:
+	// field name → dotted path.
+	Fields map[string]string `yaml:"fields,omitempty"`
+}
+
+// ResolvedPath returns Path made absolute against dir (the config's Dir).
+func (p Plugin) ResolvedPath(dir string) string {
+	if p.Path == "" || filepath.IsAbs(p.Path) {
+		return p.Path
+	}
+	return filepath.Join(dir, p.Path)
+}
+
+// Batch bounds how many events a worker receives at once and how long a
+// partial batch may wait.
+type Batch struct {
+	Size   int      `yaml:"size,omitempty"`
+	Linger Duration `yaml:"linger,omitempty"`
+}
+
+// State selects the keyed state backend.
+type State struct {
+	Backend string `yaml:"backend,omitempty"`
+}
+
+// Sink types.
+const (
+	SinkJetStream = "jetstream"
+	SinkStdout    = "stdout"
+)
+
+// Sink sends one output of the plugin somewhere.
+type Sink struct {
+	// Output is "main" or a side output name of the plugin.
+	Output string `yaml:"output"`
+	// Type is "jetstream" or "stdout".
+	Type string `yaml:"type"`
+	// Subject is the JetStream subject records are published to.
+	Subject string `yaml:"subject,omitempty"`
+	// Create makes a stream capturing Subject when no stream does.
+	Create bool `yaml:"create,omitempty"`
+}
+
+// DeadLetter is where events that cannot be processed go, with a reason.
+type DeadLetter struct {
+	// Subject defaults to "<name>.dlq".
+	Subject string `yaml:"subject,omitempty"`
+	// Create makes a stream capturing Subject when no stream does.
+	Create bool `yaml:"create,omitempty"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("5ms", "2s").
+type Duration time.Duration
+
+// D returns the duration as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: want a duration such as \"5ms\" or \"2s\", got a %s", n.Line, kindName(n))
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		if _, ierr := strconv.Atoi(n.Value); ierr == nil && n.Value != "0" {
+			return fmt.Errorf("line %d: duration %q has no unit: write e.g. \"%sms\" or \"%ss\"", n.Line, n.Value, n.Value, n.Value)
+		}
+		return fmt.Errorf("line %d: %q is not a duration: write e.g. \"5ms\" or \"2s\"", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// StringMap is a string map that accepts any YAML scalar as a value (a
+// number or bool is kept as written).
+type StringMap map[string]string
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (m *StringMap) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		*m = nil
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: want a mapping of names to values, got a %s", n.Line, kindName(n))
+	}
+	out := make(StringMap, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			return fmt.Errorf("line %d: keys must be plain names", k.Line)
+		}
+		switch {
+		case v.Kind == yaml.ScalarNode && v.Tag == "!!null":
+			out[k.Value] = ""
+		case v.Kind == yaml.ScalarNode:
+			out[k.Value] = v.Value
+		default:
+			return fmt.Errorf("line %d: %s: values must be scalars (string, number or bool), got a %s: quote it as a string", v.Line, k.Value, kindName(v))
+		}
+	}
+	*m = out
+	return nil
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "mapping"
+	case yaml.SequenceNode:
+		return "list"
+	case yaml.AliasNode:
+		return "alias"
+	}
+	return "scalar"
+}
+
+// Load reads and parses the job config at path, applies defaults and
+// validates it. Relative plugin paths resolve against path's directory.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("job config: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("job config: %w", err)
+	}
+	c, err := parse(b, filepath.Dir(abs))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse parses a job config, applies defaults and validates it. Relative
+// plugin paths resolve against the working directory.
+func Parse(b []byte) (*Config, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		wd = "."
+	}
+	return parse(b, wd)
+}
+
+func parse(b []byte, dir string) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("job config is empty: it needs at least name, source, key and plugin")
+		}
+		return nil, friendlyYAMLError(err, b)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, errors.New("job config holds more than one YAML document: keep one job per file")
+	}
+	c.Dir = dir
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+var (
+	unknownFieldRE    = regexp.MustCompile(`line (\d+): field (\S+) not found in type job\.(\w+)`)
+	cannotUnmarshalRE = regexp.MustCompile("line (\\d+): cannot unmarshal !!\\w+ (`[^`]*`) into (\\S+)")
+	sectionOfType     = map[string]string{
+		"Config": "the job", "Source": "source", "Key": "key", "Plugin": "plugin",
+		"Batch": "batch", "State": "state", "Sink": "sinks[]", "DeadLetter": "dead_letter",
+	}
+)
+
+// friendlyYAMLError rewrites yaml.v3 messages in terms of config keys.
+func friendlyYAMLError(err error, src []byte) error {
+	msg := err.Error()
+	msg = cannotUnmarshalRE.ReplaceAllStringFunc(msg, func(m string) string {
+		sub := cannotUnmarshalRE.FindStringSubmatch(m)
+		n, _ := strconv.Atoi(sub[1])
+		key := keyOnLine(src, n)
+		if key == "" {
+			return m
+		}
+		return fmt.Sprintf("line %d: %s: cannot use %s as %s", n, key, sub[2], strings.TrimPrefix(sub[3], "job."))
+	})
+	msg = unknownFieldRE.ReplaceAllStringFunc(msg, func(m string) string {
+		sub := unknownFieldRE.FindStringSubmatch(m)
+		return fmt.Sprintf("line %s: unknown key %q in %s (check its spelling; known keys: %s)", sub[1], sub[2], sectionOfType[sub[3]], knownKeys(sub[3]))
+	})
+	msg = strings.ReplaceAll(msg, "yaml: unmarshal errors:\n  ", "")
+	msg = strings.ReplaceAll(msg, "\n  ", "; ")
+	msg = strings.ReplaceAll(msg, "into job.Duration", "into a duration")
+	return errors.New("job config: " + msg)
+}
+
+// keyOnLine returns the YAML key written on 1-based line n of src, or "".
+func keyOnLine(src []byte, n int) string {
+	lines := bytes.Split(src, []byte("\n"))
+	if n < 1 || n > len(lines) {
+		return ""
+	}
+	l := strings.TrimLeft(string(lines[n-1]), " \t-")
+	l = strings.TrimLeft(l, " {")
+	k, _, ok := strings.Cut(l, ":")
+	if !ok || strings.ContainsAny(k, " {}[],") {
+		return ""
+	}
+	return k
+}
+
+func knownKeys(typ string) string {
+	keys := map[string][]string{
+		"Config":     {"name", "source", "key", "timestamp", "plugin", "parallelism", "max_parallelism", "batch", "state", "sinks", "dead_letter"},
+		"Source":     {"stream", "subjects", "start", "create"},
+		"Key":        {"field", "fields", "separator", "subject_token", "header"},
+		"Plugin":     {"path", "config", "memory_limit_mb", "call_timeout", "fields"},
+		"Batch":      {"size", "linger"},
+		"State":      {"backend"},
+		"Sink":       {"output", "type", "subject", "create"},
+		"DeadLetter": {"subject", "create"},
+	}[typ]
+	return strings.Join(keys, ", ")
+}
+
+// ApplyDefaults fills in every field the config leaves out.
+func (c *Config) ApplyDefaults() {
+	if c.Source.Start == "" {
+		c.Source.Start = DefaultStart
+	}
+	if len(c.Key.Fields) > 0 && c.Key.Separator == "" {
+		c.Key.Separator = DefaultKeySeparator
+	}
+	if c.Parallelism == 0 {
+		c.Parallelism = DefaultParallelism
+	}
+	if c.MaxParallelism == 0 {
+		c.MaxParallelism = DefaultMaxParallelism
+	}
+	if c.Batch.Size == 0 {
+		c.Batch.Size = DefaultBatchSize
+	}
+	if c.Batch.Linger == 0 {
+		c.Batch.Linger = Duration(DefaultLinger)
+	}
+	if c.State.Backend == "" {
+		c.State.Backend = DefaultStateBackend
+	}
+	if c.DeadLetter.Subject == "" && c.Name != "" {
+		c.DeadLetter.Subject = c.Name + ".dlq"
+	}
+}
+
+// Validate checks the config and returns every problem found, each naming
+// the field and the fix. It expects defaults to have been applied; a zero
+// parallelism is reported as an error.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if c.Name == "" {
+		bad("name", "missing: name the job, e.g. name: freqcap")
+	} else if !isName(c.Name) {
+		bad("name", "%q: use letters, digits, '_' and '-' only (it names subjects and consumers)", c.Name)
+	}
+
+	// source
+	if c.Source.Stream == "" {
+		bad("source.stream", "missing: name the JetStream stream to read, e.g. stream: EVENTS")
+	} else if !isName(c.Source.Stream) {
+		bad("source.stream", "%q: stream names use letters, digits, '_' and '-' only", c.Source.Stream)
+	}
+	for i, s := range c.Source.Subjects {
+		if err := checkSubject(s, true); err != nil {
+			bad(fmt.Sprintf("source.subjects[%d]", i), "%v", err)
+		}
+	}
+	if c.Source.Create && len(c.Source.Subjects) == 0 {
+		bad("source.subjects", "missing: source.create needs the subjects the new stream captures, e.g. subjects: [\"events.>\"]")
+	}
+	switch c.Source.Start {
+	case "first", "new":
+	default:
+		if n, err := strconv.ParseUint(c.Source.Start, 10, 64); err != nil || n == 0 {
+			bad("source.start", "%q: want first, new or a stream sequence number ≥ 1", c.Source.Start)
+		}
+	}
+
+	// key
+	set := 0
+	if c.Key.Field != "" {
+		set++
+		if err := checkPath(c.Key.Field); err != nil {
+			bad("key.field", "%v", err)
+		}
+	}
+	if len(c.Key.Fields) > 0 {
+		set++
+		for i, p := range c.Key.Fields {
+			if err := checkPath(p); err != nil {
+				bad(fmt.Sprintf("key.fields[%d]", i), "%v", err)
+			}
+		}
+	}
+	if c.Key.SubjectToken != 0 {
+		set++
+		if c.Key.SubjectToken < 0 {
+			bad("key.subject_token", "must be a 1-based token position, got %d", c.Key.SubjectToken)
+		}
+	}
+	if c.Key.Header != "" {
+		set++
+	}
+	switch {
+	case set == 0:
+		bad("key", "missing: set one of field (a JSON path), fields (a list of paths), subject_token (a 1-based position) or header (a header name)")
+	case set > 1:
+		bad("key", "set exactly one of field, fields, subject_token and header, got %d", set)
+	}
+	if c.Key.Separator != "" && len(c.Key.Fields) == 0 {
+		bad("key.separator", "only applies to key.fields: remove it or list the fields")
+	}
+	if c.Timestamp != "" {
+		if err := checkPath(c.Timestamp); err != nil {
+			bad("timestamp", "%v", err)
+		}
+	}
+
+	// plugin
+	if c.Plugin.Path == "" {
+		bad("plugin.path", "missing: give a .wasm file or a Go plugin source directory")
+	}
+	if c.Plugin.MemoryLimitMB < 0 || c.Plugin.MemoryLimitMB > 4096 {
+		bad("plugin.memory_limit_mb", "must be 0 (no limit) .. 4096, got %d", c.Plugin.MemoryLimitMB)
+	}
+	if c.Plugin.CallTimeout < 0 {
+		bad("plugin.call_timeout", "must not be negative, got %s", c.Plugin.CallTimeout)
+	}
+	for _, name := range sortedKeys(c.Plugin.Fields) {
+		if err := checkPath(c.Plugin.Fields[name]); err != nil {
+			bad("plugin.fields."+name, "%v", err)
+		}
+	}
+
+	// parallelism
+	if c.MaxParallelism < 1 || c.MaxParallelism > MaxMaxParallelism {
+		bad("max_parallelism", "must be 1..%d, got %d", MaxMaxParallelism, c.MaxParallelism)
+	}
+	if c.Parallelism < 1 || c.Parallelism > max(c.MaxParallelism, 1) {
+		bad("parallelism", "must be 1..max_parallelism (%d), got %d", c.MaxParallelism, c.Parallelism)
+	}
+	if c.Batch.Size < 1 || c.Batch.Size > MaxBatchSize {
+		bad("batch.size", "must be 1..%d, got %d", MaxBatchSize, c.Batch.Size)
+	}
+	if c.Batch.Linger <= 0 || c.Batch.Linger.D() > time.Minute {
+		bad("batch.linger", "must be more than 0 and at most 1m, got %s", c.Batch.Linger)
+	}
+
+	// state
+	switch c.State.Backend {
+	case "memory":
+	case "pebble":
+		bad("state.backend", "pebble is not available yet: use backend: memory")
+	default:
+		bad("state.backend", "%q is not a state backend: use memory", c.State.Backend)
+	}
+
+	// sinks
+	for i, s := range c.Sinks {
+		f := fmt.Sprintf("sinks[%d]", i)
+		if s.Output == "" {
+			bad(f+".output", "missing: name the plugin output, main or a side output name")
+		}
+		switch s.Type {
+		case SinkJetStream:
+			if s.Subject == "" {
+				bad(f+".subject", "missing: a jetstream sink needs the subject to publish to")
+			} else if err := checkSubject(s.Subject, false); err != nil {
+				bad(f+".subject", "%v", err)
+			} else if src := c.overlapsSource(s.Subject); src != "" {
+				bad(f+".subject", "%q is read by the source (subject %q): the job would consume its own output; publish elsewhere", s.Subject, src)
+			}
+		case SinkStdout:
+			if s.Subject != "" {
+				bad(f+".subject", "a stdout sink has no subject: remove it or use type: jetstream")
+			}
+			if s.Create {
+				bad(f+".create", "a stdout sink creates no stream: remove it")
+			}
+		case "":
+			bad(f+".type", "missing: use jetstream or stdout")
+		default:
+			bad(f+".type", "%q: use jetstream or stdout", s.Type)
+		}
+	}
+
+	// dead letter
+	if c.DeadLetter.Subject != "" {
+		if err := checkSubject(c.DeadLetter.Subject, false); err != nil {
+			bad("dead_letter.subject", "%v", err)
+		} else if src := c.overlapsSource(c.DeadLetter.Subject); src != "" {
+			bad("dead_letter.subject", "%q is read by the source (subject %q): dead letters would be consumed again; use another subject", c.DeadLetter.Subject, src)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// overlapsSource returns the source subject filter that subj matches, or "".
+// Without a subject filter the whole stream is read, but which subjects it
+// captures is only known at run time.
+func (c *Config) overlapsSource(subj string) string {
+	for _, f := range c.Source.Subjects {
+		if SubjectMatches(f, subj) {
+			return f
+		}
+	}
+	return ""
+}
+
+// CheckOutputs checks the sinks against the plugin's side outputs (port i+1
+// is outputs[i]; "main" is port 0). It returns an error for a sink naming an
+// output the plugin does not have, and a warning for each output without a
+// sink, whose records are counted and discarded.
+func (c *Config) CheckOutputs(outputs []string) (warnings []string, err error) {
+	known := append([]string{"main"}, outputs...)
+	has := map[string]bool{}
+	for _, o := range known {
+		has[o] = true
+	}
+	var errs []error
+	sunk := map[string]bool{}
+	for i, s := range c.Sinks {
+		if !has[s.Output] {
+			errs = append(errs, fmt.Errorf("sinks[%d].output: the plugin has no output %q: use one of %s", i, s.Output, strings.Join(known, ", ")))
+		}
+		sunk[s.Output] = true
+	}
+	for _, o := range known {
+		if !sunk[o] {
+			warnings = append(warnings, fmt.Sprintf("output %q has no sink: its records are counted and discarded (add a sink with output: %s)", o, o))
+		}
+	}
+	return warnings, errors.Join(errs...)
+}
+
+// FieldPath returns the JSON path of a plugin field: the job's override,
+// else the plugin's declared path, else the field name.
+func (c *Config) FieldPath(name, declared string) string {
+	if p, ok := c.Plugin.Fields[name]; ok {
+		return p
+	}
+	if declared != "" {
+		return declared
+	}
+	return name
+}
+
+// CheckFieldOverrides returns an error for a plugin.fields override naming a
+// field the plugin does not declare.
+func (c *Config) CheckFieldOverrides(declared []string) error {
+	has := map[string]bool{}
+	for _, d := range declared {
+		has[d] = true
+	}
+	for _, name := range sortedKeys(c.Plugin.Fields) {
+		if !has[name] {
+			return fmt.Errorf("plugin.fields.%s: the plugin declares no field %q (it declares %s): remove the override", name, name, strings.Join(declared, ", "))
+		}
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func isName(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func checkPath(p string) error {
+	if p == "" {
+		return errors.New("empty JSON path: name a key, e.g. user_no or user.id")
+	}
+	for seg := range strings.SplitSeq(p, ".") {
+		if seg == "" {
+			return fmt.Errorf("JSON path %q has an empty segment: separate keys with single dots, e.g. user.id", p)
+		}
+	}
+	return nil
+}
+
+// checkSubject checks a NATS subject; wildcards are allowed in filters only.
+func checkSubject(s string, filter bool) error {
+	if s == "" {
+		return errors.New("empty subject")
+	}
+	toks := strings.Split(s, ".")
+	for i, t := range toks {
+		switch {
+		case t == "":
+			return fmt.Errorf("subject %q has an empty token: separate tokens with single dots", s)
+		case strings.ContainsAny(t, " \t\r\n"):
+			return fmt.Errorf("subject %q contains whitespace", s)
+		case t == "*" || t == ">":
+			if !filter {
+				return fmt.Errorf("subject %q has a wildcard: a publish subject must be literal", s)
+			}
+			if t == ">" && i != len(toks)-1 {
+				return fmt.Errorf("subject %q: '>' must be the last token", s)
+			}
+		case strings.ContainsAny(t, "*>"):
+			return fmt.Errorf("subject %q: wildcards must be whole tokens", s)
+		}
+	}
+	return nil
+}
+
+// SubjectMatches reports whether the literal subject subj matches filter,
+// which may hold the wildcards '*' (one token) and '>' (the rest).
+func SubjectMatches(filter, subj string) bool {
+	for {
+		ft, frest, fmore := strings.Cut(filter, ".")
+		st, srest, smore := strings.Cut(subj, ".")
+		switch {
+		case ft == ">":
+			return true
+		case ft != "*" && ft != st:
+			return false
+		}
+		if !fmore || !smore {
+			return fmore == smore
+		}
+		filter, subj = frest, srest
+	}
+}
