@@ -27,7 +27,9 @@ const (
 	ExportOpen = "ws_open"
 	// ExportProcess: (ptr i32, len i32) -> i32. Processes one batch of events.
 	ExportProcess = "ws_process"
-	// ExportOnTimer: (ptr i32, len i32) -> i32. Reserved for fired timers.
+	// ExportOnTimer: (ptr i32, len i32) -> i32. Delivers a batch of fired
+	// timers (batch kind BatchEventTimers or BatchProcTimers). Required when
+	// the plugin imports timer_register.
 	ExportOnTimer = "ws_on_timer"
 	// ExportClose: () -> i32. Closes the function.
 	ExportClose = "ws_close"
@@ -62,6 +64,13 @@ const (
 	FnMapIsEmpty  = "map_is_empty" // (st, ev) -> i32 0|1
 	FnMapClear    = "map_clear"    // (st, ev)
 
+	// Timers, for the key of record ev. domain is TimeDomainEvent or
+	// TimeDomainProcessing; p/plen is an optional payload (≤ MaxTimerPayload
+	// bytes) handed back when the timer fires.
+	FnTimerRegister = "timer_register" // (domain, ev, ts i64, jitter i64, p, plen) -> i64 effective ts
+	FnTimerDelete   = "timer_delete"   // (domain, ev, ts i64, p, plen)
+	FnWatermarkMs   = "watermark_ms"   // () -> i64 (NoWatermark before the first)
+
 	FnEmit   = "emit"   // (ev, out, k, klen, v, vlen)
 	FnReject = "reject" // (ev, reason, len)
 	FnNowMs  = "now_ms" // () -> i64
@@ -69,9 +78,18 @@ const (
 	FnFail   = "fail"   // (ptr, len)
 )
 
-// Reserved host function names: a later ABI minor revision adds them (timers).
-// A plugin importing them from this host is refused at load.
-var Reserved = []string{"timer_register", "timer_delete", "watermark_ms"}
+// Time domains of timers.
+const (
+	TimeDomainEvent      = 0
+	TimeDomainProcessing = 1
+)
+
+// NoWatermark is what watermark_ms answers before the first watermark:
+// the smallest int64.
+const NoWatermark = -1 << 63
+
+// MaxTimerPayload bounds a timer's payload.
+const MaxTimerPayload = 1024
 
 // Status codes returned by host functions that answer with a length.
 const (

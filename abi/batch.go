@@ -13,7 +13,7 @@ import (
 //	  0  u32 count        number of records
 //	  4  u32 nfields      extracted fields per record
 //	  8  u32 record size  RecordFixed + 16*nfields
-//	  12 u32 kind         BatchEvents (BatchTimers is reserved)
+//	  12 u32 kind         BatchEvents, BatchEventTimers or BatchProcTimers
 //	records, count × record size, starting at offset 16
 //	  0  u64 stream sequence
 //	  8  i64 timestamp, ms since the Unix epoch
@@ -31,10 +31,15 @@ const (
 	FieldSlotSize   = 16
 )
 
-// Batch kinds.
+// Batch kinds. A timer batch holds fired timers of one time domain: the
+// record's timestamp is the timer's, its key the timer's key, its value the
+// timer's payload, its sequence the stream sequence of the event that made
+// the timer fire (0 for processing-time timers), and it has no subject and
+// no fields.
 const (
-	BatchEvents = 0
-	BatchTimers = 1 // reserved
+	BatchEvents      = 0
+	BatchEventTimers = 1
+	BatchProcTimers  = 2
 )
 
 // FieldKind tells what a host-extracted field slot holds.
@@ -248,7 +253,7 @@ func (bt Batch) Len() int { return bt.count }
 // NumFields returns the number of field slots per record.
 func (bt Batch) NumFields() int { return bt.nfields }
 
-// Kind returns BatchEvents or BatchTimers.
+// Kind returns the batch kind: BatchEvents, BatchEventTimers or BatchProcTimers.
 func (bt Batch) Kind() uint32 { return bt.kind }
 
 // Seq returns record i's stream sequence.

@@ -93,13 +93,6 @@ func checkImport(mod, name string, params, results []api.ValueType) string {
 	var wantP, wantR []api.ValueType
 	switch mod {
 	case abi.ImportModule, abi.ExtismModule:
-		if mod == abi.ImportModule {
-			for _, r := range abi.Reserved {
-				if r == name {
-					return "reserved for the timers revision of the ABI, not provided by this host"
-				}
-			}
-		}
 		f, ok := hostFuncs()[mod][name]
 		if !ok {
 			return fmt.Sprintf("module %q has no function %q; it provides %s", mod, name, names(hostFuncs()[mod]))

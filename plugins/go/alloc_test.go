@@ -194,7 +194,7 @@ func TestOpenChecksFields(t *testing.T) {
 	if rc := bridge.Plugin.Process(w.AppendTo(nil)); rc == 0 || !strings.Contains(h.failMsg, "2 field slots per event, the plugin declares "+strconv.Itoa(len(names))) {
 		t.Errorf("batch with other field count: rc %d, %q", rc, h.failMsg)
 	}
-	w.Reset(abi.BatchTimers, len(names))
+	w.Reset(abi.BatchEventTimers, len(names))
 	if rc := bridge.Plugin.Process(w.AppendTo(nil)); rc == 0 || !strings.Contains(h.failMsg, "not an event batch") {
 		t.Errorf("timer batch: rc %d, %q", rc, h.failMsg)
 	}
