@@ -57,6 +57,11 @@ type Env struct {
 	Now func() int64
 	// Log receives the function's log lines.
 	Log func(level int, msg string)
+	// Timers stores the worker's timers; nil when the job has none.
+	Timers statestore.TimerStore
+	// Watermark returns the worker's current event-time watermark in ms, or
+	// abi.NoWatermark before the first.
+	Watermark func() int64
 }
 
 // Function is a keyed process function instance.
@@ -67,4 +72,15 @@ type Function interface {
 	// the collector instead.
 	ProcessBatch(ctx context.Context, events []Event, out Collector) error
 	Close(ctx context.Context) error
+}
+
+// TimerFunction is a Function that registers timers. Fired timers are
+// delivered as events: Time is the timer's time, Key its key, Value its
+// payload, Seq the sequence of the event whose watermark fired it (0 for
+// processing-time timers), and Fields and Subject are empty.
+type TimerFunction interface {
+	Function
+	// OnTimers handles fired timers of one domain (abi.TimeDomainEvent or
+	// abi.TimeDomainProcessing), in timestamp order per key group.
+	OnTimers(ctx context.Context, domain int, timers []Event, out Collector) error
 }
