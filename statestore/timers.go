@@ -20,7 +20,8 @@ type TimerStore interface {
 	DeleteTimer(kg uint16, t Timer) (deleted bool, err error)
 	// PopTimers removes and hands to fn, in (Time, Key, Payload) order, up to
 	// limit timers of domain in kg with Time <= upTo. fn's slices are valid
-	// only during the call. It returns how many it removed.
+	// only during the call. A limit ≤ 0 means no limit. It returns how many
+	// it removed.
 	PopTimers(kg uint16, domain int, upTo int64, limit int, fn func(Timer)) (int, error)
 	// NextTimer returns the earliest time of a timer of domain in kg.
 	NextTimer(kg uint16, domain int) (t int64, ok bool, err error)

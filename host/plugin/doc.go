@@ -12,7 +12,7 @@
 //
 // A plugin may import from three modules only:
 //
-//   - "wasmstream": the state, output and logging functions of ABI v1;
+//   - "wasmstream": the state, timer, output and logging functions of ABI v1;
 //   - "extism:host/env": the Extism host functions, implemented natively
 //     here so plugins written with an Extism PDK can read config, log and
 //     keep variables (outbound HTTP is refused);
@@ -29,6 +29,13 @@
 // buffer and calls ws_process once per batch; the host functions the guest
 // calls during the batch address state by the key group and key of the event
 // index they are given.
+//
+// Every instance is also a process.TimerFunction: OnTimers encodes fired
+// timers as a timer batch (abi.BatchEventTimers or abi.BatchProcTimers) and
+// calls ws_on_timer. timer_register and timer_delete store timers in
+// process.Env.Timers for the key of the record they name, and watermark_ms
+// answers process.Env.Watermark. A plugin that imports timer_register must
+// export ws_on_timer (UsesTimers reports the import).
 //
 // A guest that returns non-zero from an export (after fail or Extism's
 // error_set), traps, exits, or passes a host function a bad argument fails the

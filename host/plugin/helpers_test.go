@@ -57,9 +57,12 @@ type harness struct {
 	p     *Plugin
 	f     process.Function
 	state statestore.Backend
-	mu    sync.Mutex
-	logs  []logLine
-	now   atomic.Int64
+	// timers is the timer store (the memory backend's); wm the watermark.
+	timers *memory.Backend
+	wm     atomic.Int64
+	mu     sync.Mutex
+	logs   []logLine
+	now    atomic.Int64
 }
 
 func open(t testing.TB, p *Plugin, config map[string]string) *harness {
@@ -78,16 +81,19 @@ func tryOpen(t testing.TB, p *Plugin, config map[string]string) (*harness, error
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, p: p, f: p.NewFunction(), state: st}
+	h := &harness{t: t, p: p, f: p.NewFunction(), state: st, timers: st}
 	h.now.Store(1_700_000_000_123)
+	h.wm.Store(abi.NoWatermark)
 	fields := make([]string, len(c.Fields))
 	for i, f := range c.Fields {
 		fields[i] = f.Name
 	}
 	err = h.f.Open(context.Background(), process.Env{
 		Job: "job1", Worker: 2, Parallelism: 4, Config: config, Fields: fields,
-		State: st,
-		Now:   h.now.Load,
+		State:     st,
+		Timers:    st,
+		Watermark: h.wm.Load,
+		Now:       h.now.Load,
 		Log: func(level int, msg string) {
 			h.mu.Lock()
 			h.logs = append(h.logs, logLine{level, msg})

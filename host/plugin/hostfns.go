@@ -71,6 +71,14 @@ func (in *instance) event(fn string, v uint64) *process.Event {
 	return &in.events[i]
 }
 
+// keyed returns the batch event with index v for a state call and gives
+// the backend its timestamp as the event time of its key group.
+func (in *instance) keyed(fn string, v uint64) *process.Event {
+	e := in.event(fn, v)
+	in.state.SetEventTime(e.KeyGroup, e.Time)
+	return e
+}
+
 // stateID checks that v names a state of kind want.
 func (in *instance) stateID(fn string, v uint64, want abi.StateKind) int {
 	st := int32(uint32(v))
@@ -101,7 +109,7 @@ func boolResult(b bool) uint64 {
 func wasmstreamFuncs() []hostFunc {
 	return []hostFunc{
 		{abi.FnValueGet, sig(i32, i32, i32, i32), sig(i32), func(in *instance, s []uint64) {
-			e := in.event(abi.FnValueGet, s[1])
+			e := in.keyed(abi.FnValueGet, s[1])
 			st := in.stateID(abi.FnValueGet, s[0], abi.KindValue)
 			v, found, err := in.state.Get(e.KeyGroup, st, e.Key)
 			backendErr(abi.FnValueGet, err)
@@ -113,24 +121,24 @@ func wasmstreamFuncs() []hostFunc {
 			s[0] = in.writeOut(abi.FnValueGet, s[2], s[3], v)
 		}},
 		{abi.FnValueSet, sig(i32, i32, i32, i32), nil, func(in *instance, s []uint64) {
-			e := in.event(abi.FnValueSet, s[1])
+			e := in.keyed(abi.FnValueSet, s[1])
 			st := in.stateID(abi.FnValueSet, s[0], abi.KindValue)
 			backendErr(abi.FnValueSet, in.state.Put(e.KeyGroup, st, e.Key, in.bytes(abi.FnValueSet, "value", s[2], s[3])))
 		}},
 		{abi.FnValueClear, sig(i32, i32), nil, func(in *instance, s []uint64) {
-			e := in.event(abi.FnValueClear, s[1])
+			e := in.keyed(abi.FnValueClear, s[1])
 			st := in.stateID(abi.FnValueClear, s[0], abi.KindValue)
 			backendErr(abi.FnValueClear, in.state.Delete(e.KeyGroup, st, e.Key))
 		}},
 		{abi.FnValueAddI64, sig(i32, i32, i64), sig(i64), func(in *instance, s []uint64) {
-			e := in.event(abi.FnValueAddI64, s[1])
+			e := in.keyed(abi.FnValueAddI64, s[1])
 			st := in.stateID(abi.FnValueAddI64, s[0], abi.KindValue)
 			n, err := in.state.AddInt64(e.KeyGroup, st, e.Key, int64(s[2]))
 			backendErr(abi.FnValueAddI64, err)
 			s[0] = uint64(n)
 		}},
 		{abi.FnValueAddF64, sig(i32, i32, f64), sig(f64), func(in *instance, s []uint64) {
-			e := in.event(abi.FnValueAddF64, s[1])
+			e := in.keyed(abi.FnValueAddF64, s[1])
 			st := in.stateID(abi.FnValueAddF64, s[0], abi.KindValue)
 			n, err := in.state.AddFloat64(e.KeyGroup, st, e.Key, api.DecodeF64(s[2]))
 			backendErr(abi.FnValueAddF64, err)
@@ -138,7 +146,7 @@ func wasmstreamFuncs() []hostFunc {
 		}},
 
 		{abi.FnListGet, sig(i32, i32, i32, i32), sig(i32), func(in *instance, s []uint64) {
-			e := in.event(abi.FnListGet, s[1])
+			e := in.keyed(abi.FnListGet, s[1])
 			st := in.stateID(abi.FnListGet, s[0], abi.KindList)
 			var err error
 			in.scratch, err = in.state.ListAppendTo(in.scratch[:0], e.KeyGroup, st, e.Key)
@@ -146,30 +154,30 @@ func wasmstreamFuncs() []hostFunc {
 			s[0] = in.writeOut(abi.FnListGet, s[2], s[3], in.scratch)
 		}},
 		{abi.FnListAdd, sig(i32, i32, i32, i32), nil, func(in *instance, s []uint64) {
-			e := in.event(abi.FnListAdd, s[1])
+			e := in.keyed(abi.FnListAdd, s[1])
 			st := in.stateID(abi.FnListAdd, s[0], abi.KindList)
 			backendErr(abi.FnListAdd, in.state.ListAdd(e.KeyGroup, st, e.Key, in.bytes(abi.FnListAdd, "item", s[2], s[3])))
 		}},
 		{abi.FnListAddAll, sig(i32, i32, i32, i32), nil, func(in *instance, s []uint64) {
-			e := in.event(abi.FnListAddAll, s[1])
+			e := in.keyed(abi.FnListAddAll, s[1])
 			st := in.stateID(abi.FnListAddAll, s[0], abi.KindList)
 			b := in.encodedList(abi.FnListAddAll, s[2], s[3])
 			backendErr(abi.FnListAddAll, in.state.ListAddAll(e.KeyGroup, st, e.Key, b))
 		}},
 		{abi.FnListUpdate, sig(i32, i32, i32, i32), nil, func(in *instance, s []uint64) {
-			e := in.event(abi.FnListUpdate, s[1])
+			e := in.keyed(abi.FnListUpdate, s[1])
 			st := in.stateID(abi.FnListUpdate, s[0], abi.KindList)
 			b := in.encodedList(abi.FnListUpdate, s[2], s[3])
 			backendErr(abi.FnListUpdate, in.state.ListReplace(e.KeyGroup, st, e.Key, b))
 		}},
 		{abi.FnListClear, sig(i32, i32), nil, func(in *instance, s []uint64) {
-			e := in.event(abi.FnListClear, s[1])
+			e := in.keyed(abi.FnListClear, s[1])
 			st := in.stateID(abi.FnListClear, s[0], abi.KindList)
 			backendErr(abi.FnListClear, in.state.ListClear(e.KeyGroup, st, e.Key))
 		}},
 
 		{abi.FnMapGet, sig(i32, i32, i32, i32, i32, i32), sig(i32), func(in *instance, s []uint64) {
-			e := in.event(abi.FnMapGet, s[1])
+			e := in.keyed(abi.FnMapGet, s[1])
 			st := in.stateID(abi.FnMapGet, s[0], abi.KindMap)
 			k := in.bytes(abi.FnMapGet, "key", s[2], s[3])
 			v, found, err := in.state.MapGet(e.KeyGroup, st, e.Key, k)
@@ -182,20 +190,20 @@ func wasmstreamFuncs() []hostFunc {
 			s[0] = in.writeOut(abi.FnMapGet, s[4], s[5], v)
 		}},
 		{abi.FnMapPut, sig(i32, i32, i32, i32, i32, i32), nil, func(in *instance, s []uint64) {
-			e := in.event(abi.FnMapPut, s[1])
+			e := in.keyed(abi.FnMapPut, s[1])
 			st := in.stateID(abi.FnMapPut, s[0], abi.KindMap)
 			k := in.bytes(abi.FnMapPut, "key", s[2], s[3])
 			v := in.bytes(abi.FnMapPut, "value", s[4], s[5])
 			backendErr(abi.FnMapPut, in.state.MapPut(e.KeyGroup, st, e.Key, k, v))
 		}},
 		{abi.FnMapRemove, sig(i32, i32, i32, i32), nil, func(in *instance, s []uint64) {
-			e := in.event(abi.FnMapRemove, s[1])
+			e := in.keyed(abi.FnMapRemove, s[1])
 			st := in.stateID(abi.FnMapRemove, s[0], abi.KindMap)
 			k := in.bytes(abi.FnMapRemove, "key", s[2], s[3])
 			backendErr(abi.FnMapRemove, in.state.MapDelete(e.KeyGroup, st, e.Key, k))
 		}},
 		{abi.FnMapContains, sig(i32, i32, i32, i32), sig(i32), func(in *instance, s []uint64) {
-			e := in.event(abi.FnMapContains, s[1])
+			e := in.keyed(abi.FnMapContains, s[1])
 			st := in.stateID(abi.FnMapContains, s[0], abi.KindMap)
 			k := in.bytes(abi.FnMapContains, "key", s[2], s[3])
 			ok, err := in.state.MapContains(e.KeyGroup, st, e.Key, k)
@@ -203,7 +211,7 @@ func wasmstreamFuncs() []hostFunc {
 			s[0] = boolResult(ok)
 		}},
 		{abi.FnMapAddI64, sig(i32, i32, i32, i32, i64), sig(i64), func(in *instance, s []uint64) {
-			e := in.event(abi.FnMapAddI64, s[1])
+			e := in.keyed(abi.FnMapAddI64, s[1])
 			st := in.stateID(abi.FnMapAddI64, s[0], abi.KindMap)
 			k := in.bytes(abi.FnMapAddI64, "key", s[2], s[3])
 			n, err := in.state.MapAddInt64(e.KeyGroup, st, e.Key, k, int64(s[4]))
@@ -211,7 +219,7 @@ func wasmstreamFuncs() []hostFunc {
 			s[0] = uint64(n)
 		}},
 		{abi.FnMapAddF64, sig(i32, i32, i32, i32, f64), sig(f64), func(in *instance, s []uint64) {
-			e := in.event(abi.FnMapAddF64, s[1])
+			e := in.keyed(abi.FnMapAddF64, s[1])
 			st := in.stateID(abi.FnMapAddF64, s[0], abi.KindMap)
 			k := in.bytes(abi.FnMapAddF64, "key", s[2], s[3])
 			n, err := in.state.MapAddFloat64(e.KeyGroup, st, e.Key, k, api.DecodeF64(s[4]))
@@ -219,7 +227,7 @@ func wasmstreamFuncs() []hostFunc {
 			s[0] = api.EncodeF64(n)
 		}},
 		{abi.FnMapIter, sig(i32, i32, i32, i32, i32), sig(i32), func(in *instance, s []uint64) {
-			e := in.event(abi.FnMapIter, s[1])
+			e := in.keyed(abi.FnMapIter, s[1])
 			st := in.stateID(abi.FnMapIter, s[0], abi.KindMap)
 			what := int32(uint32(s[2]))
 			if what != abi.IterKeys && what != abi.IterValues && what != abi.IterEntries {
@@ -231,14 +239,14 @@ func wasmstreamFuncs() []hostFunc {
 			s[0] = in.writeOut(abi.FnMapIter, s[3], s[4], in.scratch)
 		}},
 		{abi.FnMapIsEmpty, sig(i32, i32), sig(i32), func(in *instance, s []uint64) {
-			e := in.event(abi.FnMapIsEmpty, s[1])
+			e := in.keyed(abi.FnMapIsEmpty, s[1])
 			st := in.stateID(abi.FnMapIsEmpty, s[0], abi.KindMap)
 			empty, err := in.state.MapIsEmpty(e.KeyGroup, st, e.Key)
 			backendErr(abi.FnMapIsEmpty, err)
 			s[0] = boolResult(empty)
 		}},
 		{abi.FnMapClear, sig(i32, i32), nil, func(in *instance, s []uint64) {
-			e := in.event(abi.FnMapClear, s[1])
+			e := in.keyed(abi.FnMapClear, s[1])
 			st := in.stateID(abi.FnMapClear, s[0], abi.KindMap)
 			backendErr(abi.FnMapClear, in.state.MapClear(e.KeyGroup, st, e.Key))
 		}},
@@ -258,6 +266,9 @@ func wasmstreamFuncs() []hostFunc {
 		}},
 		{abi.FnReject, sig(i32, i32, i32), nil, func(in *instance, s []uint64) {
 			e := in.event(abi.FnReject, s[0])
+			if in.timerBatch {
+				panic(badArg(abi.FnReject, "record %d is a fired timer, not an event: only events can be rejected; log the problem or fail the call instead", int32(uint32(s[0]))))
+			}
 			reason := in.bytes(abi.FnReject, "reason", s[1], s[2])
 			in.out.Reject(e, string(reason))
 		}},

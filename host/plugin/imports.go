@@ -73,7 +73,7 @@ var (
 func hostFuncs() map[string]map[string]*hostFunc {
 	hostFuncsOnce.Do(func() {
 		hostFuncsByMod = map[string]map[string]*hostFunc{
-			abi.ImportModule: index(wasmstreamFuncs()),
+			abi.ImportModule: index(append(wasmstreamFuncs(), timerFuncs()...)),
 			abi.ExtismModule: index(extismFuncs()),
 		}
 	})

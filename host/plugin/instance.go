@@ -27,6 +27,7 @@ type instance struct {
 	mem api.Memory
 
 	fnInit, fnDescribe, fnBuffer, fnOpen, fnProcess, fnClose api.Function
+	fnOnTimer                                                api.Function // nil when not exported
 
 	stack [2]uint64
 	cctx  callCtx // reused call context when calls have no deadline
@@ -41,6 +42,12 @@ type instance struct {
 	lastEv  int
 	failMsg string
 	scratch []byte
+	// timerBatch is set while ws_on_timer runs: the batch records are
+	// fired timers.
+	timerBatch bool
+
+	timers    statestore.TimerStore
+	watermark func() int64
 
 	state   statestore.Backend
 	config  map[string]string
@@ -206,6 +213,9 @@ func (in *instance) instantiate(ctx context.Context, clock func() int64, log fun
 	in.fnOpen = mod.ExportedFunction(abi.ExportOpen)
 	in.fnProcess = mod.ExportedFunction(abi.ExportProcess)
 	in.fnClose = mod.ExportedFunction(abi.ExportClose)
+	if p.hasTimer {
+		in.fnOnTimer = mod.ExportedFunction(abi.ExportOnTimer)
+	}
 	if p.hasInit {
 		if err := in.callStatus(ctx, in.fnInit, abi.ExportInitialize, false); err != nil {
 			in.closeModule(ctx)
@@ -325,6 +335,8 @@ func (in *instance) Open(ctx context.Context, env process.Env) error {
 	in.opened = true
 	in.state = env.State
 	in.config = env.Config
+	in.timers = env.Timers
+	in.watermark = env.Watermark
 	clock := env.Now
 	if clock == nil {
 		clock = in.p.opts.Clock

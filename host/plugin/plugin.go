@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -100,10 +101,15 @@ type Plugin struct {
 }
 
 // Load compiles and validates a plugin module and reads its contract. name
-// is used in module names, log lines and errors.
+// is used in module names, log lines and errors; empty means the name the
+// plugin gives itself in its contract (and "plugin" until it is read).
 func Load(ctx context.Context, name string, wasm []byte, opts Options) (*Plugin, error) {
 	opts = opts.withDefaults()
 	sum := sha256.Sum256(wasm)
+	named := name != ""
+	if !named {
+		name = "plugin"
+	}
 	p := &Plugin{name: name, hash: hex.EncodeToString(sum[:]), opts: opts}
 
 	cache, err := compilationCache(opts.CacheDir)
@@ -134,6 +140,9 @@ func Load(ctx context.Context, name string, wasm []byte, opts Options) (*Plugin,
 	}
 	if err := p.probe(ctx); err != nil {
 		return nil, err
+	}
+	if !named {
+		p.name = p.contract.Name
 	}
 	ok = true
 	return p, nil
@@ -217,6 +226,10 @@ func (p *Plugin) validate() error {
 	}
 	_, p.hasInit = exports[abi.ExportInitialize]
 	_, p.hasTimer = exports[abi.ExportOnTimer]
+	if !p.hasTimer && p.UsesTimers() {
+		problems = append(problems, fmt.Sprintf("imports %s but does not export %s (i32, i32) -> i32: a plugin that registers timers must export %s to receive them when they fire",
+			abi.FnTimerRegister, abi.ExportOnTimer, abi.ExportOnTimer))
+	}
 	if len(problems) > 0 {
 		return fmt.Errorf("%w %q: %s", ErrInvalidPlugin, p.name, joinProblems(problems))
 	}
@@ -350,6 +363,15 @@ func (p *Plugin) Imports() []Func { return append([]Func(nil), p.imports...) }
 
 // Exports returns the module's exported functions sorted by name.
 func (p *Plugin) Exports() []Func { return append([]Func(nil), p.exports...) }
+
+// UsesTimers reports whether the plugin registers timers (imports
+// timer_register). Only such a plugin needs process.Env.Timers, and only its
+// timers can fire.
+func (p *Plugin) UsesTimers() bool {
+	return slices.ContainsFunc(p.imports, func(f Func) bool {
+		return f.Module == abi.ImportModule && f.Name == abi.FnTimerRegister
+	})
+}
 
 // NewFunction returns a new, unopened instance of the plugin for one worker.
 func (p *Plugin) NewFunction() process.Function { return p.newInstance() }

@@ -57,8 +57,11 @@ func TestValidationErrors(t *testing.T) {
 			[]string{"does not export ws_open", "build it as a reactor"}},
 		{"made-up module", base.importing(wImport{"env", "frobnicate", []byte{tI32}, []byte{tI32}}),
 			[]string{`import "env"."frobnicate" (i32) -> i32: module "env" is not provided by this host; plugins may import only from "wasmstream", "extism:host/env" and "wasi_snapshot_preview1"`}},
-		{"reserved", base.importing(wImport{"wasmstream", "timer_register", []byte{tI32, tI64}, nil}),
-			[]string{`import "wasmstream"."timer_register" (i32, i64) -> (): reserved for the timers revision of the ABI, not provided by this host`}},
+		{"wrong timer signature", base.importing(wImport{"wasmstream", "timer_register", []byte{tI32, tI64}, nil}).
+			with(wFunc{abi.ExportOnTimer, []byte{tI32, tI32}, []byte{tI32}, i32Const(0)}),
+			[]string{`import "wasmstream"."timer_register" (i32, i64) -> (): wrong signature, this host provides "wasmstream"."timer_register" (i32, i32, i64, i64, i32, i32) -> i64`}},
+		{"timers without ws_on_timer", base.importing(wImport{"wasmstream", "timer_register", []byte{tI32, tI32, tI64, tI64, tI32, tI32}, []byte{tI64}}),
+			[]string{`imports timer_register but does not export ws_on_timer (i32, i32) -> i32: a plugin that registers timers must export ws_on_timer to receive them when they fire`}},
 		{"unknown wasmstream function", base.importing(wImport{"wasmstream", "value_frob", nil, nil}),
 			[]string{`module "wasmstream" has no function "value_frob"; it provides emit, fail, list_add`}},
 		{"wrong host signature", base.importing(wImport{"wasmstream", "value_get", []byte{tI32}, nil}),

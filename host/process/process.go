@@ -75,9 +75,11 @@ type Function interface {
 }
 
 // TimerFunction is a Function that registers timers. Fired timers are
-// delivered as events: Time is the timer's time, Key its key, Value its
-// payload, Seq the sequence of the event whose watermark fired it (0 for
-// processing-time timers), and Fields and Subject are empty.
+// delivered as events: Time is the timer's time, KeyGroup and Key its key
+// group and key, Value its payload, Seq the sequence of the event whose
+// watermark fired it (0 for processing-time timers), and Fields and Subject
+// are empty. The function may use state, emit and register or delete timers
+// for the keys of the timers it is handed, as for events.
 type TimerFunction interface {
 	Function
 	// OnTimers handles fired timers of one domain (abi.TimeDomainEvent or

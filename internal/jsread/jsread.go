@@ -48,7 +48,9 @@ func All(ctx context.Context, js jetstream.JetStream, subject string) ([]Record,
 	}
 	out := make([]Record, 0, want)
 	for uint64(len(out)) < want {
-		batch, err := c.Fetch(4096, jetstream.FetchMaxWait(time.Second))
+		// Ask for no more than is left: a fetch returns once it has its
+		// count, or after the wait.
+		batch, err := c.Fetch(int(min(want-uint64(len(out)), 4096)), jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			return out, err
 		}

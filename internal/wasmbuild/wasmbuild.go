@@ -67,7 +67,6 @@ func Command(dir, out string) string {
 var (
 	testMu    sync.Mutex
 	testBuilt = map[string][]byte{}
-	testDir   string
 )
 
 // TB is the subset of testing.TB that ForTest uses.
@@ -99,14 +98,13 @@ func Cached(ctx context.Context, rel string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if testDir == "" {
-		d, err := os.MkdirTemp("", "wasmstream-plugins-")
-		if err != nil {
-			return nil, err
-		}
-		testDir = d
+	// The module is kept in memory; its file is removed once read.
+	dir, err := os.MkdirTemp("", "wasmstream-plugin-")
+	if err != nil {
+		return nil, err
 	}
-	out := filepath.Join(testDir, strings.NewReplacer("/", "_", ".", "_").Replace(rel)+".wasm")
+	defer os.RemoveAll(dir)
+	out := filepath.Join(dir, strings.NewReplacer("/", "_", ".", "_").Replace(rel)+".wasm")
 	if err := Build(ctx, filepath.Join(root, rel), out); err != nil {
 		return nil, err
 	}

@@ -45,10 +45,10 @@ func Log(level Level, msg string) { hostLog(int32(level), strPtr(msg), int32(len
 // prefer Log on the per-event path.
 func Logf(level Level, format string, args ...any) { Log(level, fmt.Sprintf(format, args...)) }
 
-// Context is the per-event context handed to ProcessElement: it scopes
-// keyed state to the current event's key and emits outputs on its behalf.
-// It is reused for the next event: do not keep it after ProcessElement
-// returns.
+// Context is the per-event context handed to ProcessElement, and the
+// per-timer context handed to OnTimer: it scopes keyed state and timers to
+// the current event's (or timer's) key and emits outputs on its behalf. It
+// is reused for the next event: do not keep it after the call returns.
 type Context struct {
 	ev       int32 // index of the event in the current batch
 	rejected bool
@@ -57,7 +57,7 @@ type Context struct {
 // Key returns the current event's key (a view valid during the call).
 func (c *Context) Key() []byte {
 	if c.ev < 0 || int(c.ev) >= cur.ev.b.Len() {
-		panic("wasmstream: Context used outside ProcessElement: the Context is valid only during the call it was passed to")
+		panic("wasmstream: Context used outside ProcessElement and OnTimer: the Context is valid only during the call it was passed to")
 	}
 	return cur.ev.b.Key(int(c.ev))
 }
@@ -80,7 +80,12 @@ func (c *Context) EmitTo(out SideOutput, key, value []byte) {
 // reason, once; processing continues with the next event. Returning an error
 // from ProcessElement does the same with the error text, so Reject is for
 // handlers that reject and still return nil, or want a fixed reason.
+//
+// In OnTimer there is no event to reject: Reject panics there.
 func (c *Context) Reject(reason string) {
+	if cur.inTimer {
+		panic("wasmstream: Reject called in OnTimer: a fired timer is not an event; log the problem, or return an error to fail the job")
+	}
 	if c.rejected {
 		return
 	}

@@ -82,9 +82,23 @@
 // update a number in place on the host, in one call, without a
 // read-modify-write round trip.
 //
+// # Timers
+//
+// A Function that implements TimerHandler can register timers for the
+// current key: Context.RegisterEventTimer fires when the watermark
+// (Context.Watermark) reaches the given time, Context.RegisterProcessingTimer
+// when the host's clock (Context.Now) does. A timer carries an optional
+// payload of up to MaxTimerPayload bytes; at most one timer exists per key,
+// domain, time and payload, so registering the same timer again is free of
+// effect. The Jitter variants spread timers that many keys register for the
+// same time. When a timer fires, OnTimer runs with a Context scoped to the
+// timer's key: state, Emit and timer calls work as in ProcessElement.
+// Timers are keyed state: checkpoints include them. A plugin that never
+// registers a timer does not import the timer host functions.
+//
 // # Performance
 //
-// The SDK's per-event path makes no allocation: events are decoded in
+// The SDK's per-event and per-timer paths make no allocation: events are decoded in
 // place from the batch buffer, state keys and values are encoded into reused
 // scratch buffers, and reads answer into a reused buffer that grows to the
 // largest value seen. A host call costs about 100 ns from Wasm and a guest

@@ -76,6 +76,21 @@ func wsProcess(ptr, n int32) int32 {
 	return processBatch(b)
 }
 
+// ws_on_timer is exported by every plugin; the host calls it only for
+// timers the plugin registered, and registering a timer needs a Function
+// that implements TimerHandler. The timer host functions are linked into
+// the module only when the plugin calls them.
+//
+//go:wasmexport ws_on_timer
+func wsOnTimer(ptr, n int32) int32 {
+	b, ok := guestBytes(ptr, n)
+	if !ok {
+		failString(errOutsideBuffer)
+		return 1
+	}
+	return onTimers(b)
+}
+
 //go:wasmexport ws_close
 func wsClose() int32 { return closeFn() }
 
@@ -141,9 +156,11 @@ func fieldNames() []string {
 // cur is the per-event state, reused for every event so that the event loop
 // does not allocate.
 var cur struct {
-	ctx Context
-	ev  Event
-	in  bool // inside ProcessElement
+	ctx     Context
+	ev      Event
+	timer   Timer
+	in      bool // inside ProcessElement
+	inTimer bool // inside OnTimer
 }
 
 // processBatch runs ProcessElement over every event of an encoded batch.
@@ -158,7 +175,7 @@ func processBatch(b []byte) (rc int32) {
 		return 1
 	}
 	if bt.Kind() != abi.BatchEvents {
-		failString("wasmstream: ws_process: batch kind " + itoa(int64(bt.Kind())) + " is not an event batch; this SDK handles events only")
+		failString("wasmstream: ws_process: batch kind " + itoa(int64(bt.Kind())) + " is not an event batch: the host must send timer batches to ws_on_timer")
 		return 1
 	}
 	if bt.NumFields() != len(registry.fields) {
@@ -208,11 +225,14 @@ func recoverFail(rc *int32, where string) {
 		return
 	}
 	msg := fmt.Sprintf("wasmstream: %s panicked: %v", where, r)
-	if cur.in {
+	switch {
+	case cur.in:
 		msg = fmt.Sprintf("wasmstream: %s panicked on event seq %d: %v", where, cur.ev.Seq(), r)
-		cur.in = false
-		cur.ctx.ev = -1
+	case cur.inTimer:
+		msg = fmt.Sprintf("wasmstream: %s panicked on the %s-time timer at %d of key %q: %v", where, cur.timer.Domain(), cur.timer.Time(), cur.timer.Key(), r)
 	}
+	cur.in, cur.inTimer = false, false
+	cur.ctx.ev = -1
 	failString(msg)
 	*rc = 1
 }

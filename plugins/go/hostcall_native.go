@@ -66,6 +66,14 @@ func mapIter(st, ev, what int32, out unsafe.Pointer, cap int32) int32 {
 func mapIsEmpty(st, ev int32) int32 { return host().MapIsEmpty(st, ev) }
 func mapClear(st, ev int32)         { host().MapClear(st, ev) }
 
+func timerRegister(domain, ev int32, ts, jitter int64, p unsafe.Pointer, n int32) int64 {
+	return host().TimerRegister(domain, ev, ts, jitter, mem(p, n))
+}
+func timerDelete(domain, ev int32, ts int64, p unsafe.Pointer, n int32) {
+	host().TimerDelete(domain, ev, ts, mem(p, n))
+}
+func watermarkMs() int64 { return host().WatermarkMs() }
+
 func emit(ev, out int32, k unsafe.Pointer, klen int32, v unsafe.Pointer, vlen int32) {
 	host().Emit(ev, out, mem(k, klen), mem(v, vlen))
 }

@@ -82,6 +82,17 @@ func mapIsEmpty(st, ev int32) int32
 //go:wasmimport wasmstream map_clear
 func mapClear(st, ev int32)
 
+//go:wasmimport wasmstream timer_register
+//go:noescape
+func timerRegister(domain, ev int32, ts, jitter int64, p unsafe.Pointer, n int32) int64
+
+//go:wasmimport wasmstream timer_delete
+//go:noescape
+func timerDelete(domain, ev int32, ts int64, p unsafe.Pointer, n int32)
+
+//go:wasmimport wasmstream watermark_ms
+func watermarkMs() int64
+
 //go:wasmimport wasmstream emit
 //go:noescape
 func emit(ev, out int32, k unsafe.Pointer, klen int32, v unsafe.Pointer, vlen int32)

@@ -51,6 +51,7 @@ func (f ProcessFunc) ProcessElement(ctx *Context, ev *Event) error { return f(ct
 var registry struct {
 	name     string
 	fn       Function
+	timers   TimerHandler // fn, when it handles timers
 	states   []abi.StateDesc
 	outputs  []string
 	fields   []abi.FieldDesc
@@ -79,6 +80,7 @@ func Register(name string, fn Function) {
 		panic("wasmstream: Register: " + err.Error())
 	}
 	registry.name, registry.fn = name, fn
+	registry.timers, _ = fn.(TimerHandler)
 }
 
 // declare checks that a declaration happens before the contract is sent.
@@ -95,12 +97,14 @@ func init() {
 		Buffer:   buffer,
 		Open:     open,
 		Process:  processBatch,
+		OnTimer:  onTimers,
 		Close:    closeFn,
 		Register: func(name string, fn any) {
 			if name != "" {
 				registry.name = name
 			}
 			registry.fn, _ = fn.(Function)
+			registry.timers, _ = fn.(TimerHandler)
 			registry.opened = false
 		},
 		Registered: func() (string, any) {

@@ -15,8 +15,16 @@
 // JSON value (dotted paths into objects), encodes batches in the ABI's batch
 // layout and calls the SDK's ws_process entry point, so the SDK's decoding
 // runs as it does in Wasm. Keyed state lives in the in-memory state backend
-// the host uses (statestore/memory). Emitted records, rejected events and
+// the host uses (statestore/memory); state TTL counts processing time on the
+// harness clock and event time from each event's time. Emitted records, rejected events and
 // log lines are recorded for inspection.
+//
+// Timers live in the same backend's timer store. The harness has an
+// event-time watermark and a processing-time clock that tests move:
+// AdvanceWatermark fires the event-time timers it passes, SetNow and Advance
+// the processing-time timers the clock reaches, through the SDK's
+// ws_on_timer entry point; Timers lists those pending. Events take their
+// timestamp from Event.Time (the clock when 0).
 //
 // The SDK holds one plugin instance per process: the latest harness created
 // is the active one, and tests using harnesses must not run in parallel.
@@ -131,8 +139,9 @@ type Harness struct {
 	backend  *memory.Backend
 	restore  func()
 
-	now int64
-	seq uint64
+	now    int64
+	seq    uint64
+	timers timerState // timers.go
 
 	w      abi.BatchWriter
 	fields []abi.Field
@@ -148,6 +157,7 @@ type Harness struct {
 
 type pending struct {
 	seq        uint64
+	time       int64 // event time, ms
 	kg         uint16
 	key, value []byte
 }
@@ -228,7 +238,7 @@ func Open(config map[string]string, opts ...Option) (*Harness, error) {
 			return nil, h.setupFailed("WithFieldPath(%q): the plugin declares no such field (it declares %v)", f, names)
 		}
 	}
-	b, err := memory.New(statestore.Config{States: h.contract.States, MaxParallelism: MaxParallelism})
+	b, err := memory.New(statestore.Config{States: h.contract.States, MaxParallelism: MaxParallelism, Clock: h.Now})
 	if err != nil {
 		return nil, h.setupFailed("%v", err)
 	}
@@ -285,11 +295,25 @@ func (h *Harness) Backend() statestore.Backend { return h.backend }
 // Now returns the harness clock (the plugin's Context.Now), in ms.
 func (h *Harness) Now() int64 { return h.now }
 
-// SetNow sets the harness clock, in ms since the Unix epoch.
-func (h *Harness) SetNow(ms int64) { h.now = ms }
+// SetNow sets the harness clock, in ms since the Unix epoch, and fires the
+// processing-time timers it reaches (time ≤ ms), in order. It fails the
+// test when the plugin fails; SetClock returns the failure instead.
+func (h *Harness) SetNow(ms int64) {
+	if h.t != nil {
+		h.t.Helper()
+	}
+	if err := h.SetClock(ms); err != nil {
+		h.fatalf("%v", err)
+	}
+}
 
-// Advance moves the harness clock forward by d.
-func (h *Harness) Advance(d time.Duration) { h.now += d.Milliseconds() }
+// Advance moves the harness clock forward by d, as SetNow.
+func (h *Harness) Advance(d time.Duration) {
+	if h.t != nil {
+		h.t.Helper()
+	}
+	h.SetNow(h.now + d.Milliseconds())
+}
 
 // Process processes one event with the next sequence number and the
 // harness clock as its time. It fails the test when the plugin fails (a
@@ -330,7 +354,7 @@ func (h *Harness) ProcessEvents(evs ...Event) error {
 		}
 		h.w.Add(seq, ts, e.Key, e.Value, []byte(subject), h.fields)
 		key := bytes.Clone(e.Key)
-		h.cur = append(h.cur, pending{seq: seq, kg: statestore.KeyGroup(key, MaxParallelism), key: key, value: bytes.Clone(e.Value)})
+		h.cur = append(h.cur, pending{seq: seq, time: ts, kg: statestore.KeyGroup(key, MaxParallelism), key: key, value: bytes.Clone(e.Value)})
 	}
 	n := h.w.Size()
 	buf := bridge.Plugin.Buffer(n)

@@ -36,7 +36,9 @@ func (h *host) event(ev int32) *pending {
 	if ev < 0 || int(ev) >= len(h.cur) {
 		h.trap("event index %d outside the batch of %d events: state and output calls are valid only during ProcessElement", ev, len(h.cur))
 	}
-	return &h.cur[ev]
+	p := &h.cur[ev]
+	h.backend.SetEventTime(p.kg, p.time)
+	return p
 }
 
 // answer copies v into out when it fits and returns its length.
@@ -189,6 +191,9 @@ func (h *host) Emit(ev, out int32, k, v []byte) {
 
 func (h *host) Reject(ev int32, reason []byte) {
 	p := h.event(ev)
+	if h.timers.in {
+		h.trap("reject: record %d is a fired timer, not an event: only events can be rejected", ev)
+	}
 	h.rejected = append(h.rejected, Rejection{Seq: p.seq, Key: string(p.key), Value: string(p.value), Reason: string(reason)})
 }
 

@@ -81,6 +81,15 @@ func reject(ev int32, p uint32, n int32)
 //go:wasmimport wasmstream now_ms
 func nowMs() int64
 
+//go:wasmimport wasmstream timer_register
+func timerRegister(domain, ev int32, ts, jitter int64, p uint32, n int32) int64
+
+//go:wasmimport wasmstream timer_delete
+func timerDelete(domain, ev int32, ts int64, p uint32, n int32)
+
+//go:wasmimport wasmstream watermark_ms
+func watermarkMs() int64
+
 //go:wasmimport wasmstream log
 func logMsg(level int32, p uint32, n int32)
 
@@ -215,9 +224,39 @@ func process(p, n uint32) int32 {
 	if err != nil {
 		return failf("batch: %v", err)
 	}
+	if bt.Kind() != abi.BatchEvents {
+		return failf("ws_process: batch kind %d", bt.Kind())
+	}
 	for i := 0; i < bt.Len(); i++ {
 		for _, cmd := range strings.Split(string(bt.Value(i)), ";") {
 			if st := run(bt, int32(i), strings.Fields(cmd)); st != 0 {
+				return st
+			}
+		}
+	}
+	return 0
+}
+
+// onTimer emits "fired:<kind>:<time>:<seq>:<payload>" for each fired timer
+// and runs the payload as commands: '/' separates commands and ',' their
+// arguments, as the payload is one argument of the treg command.
+//
+//go:wasmexport ws_on_timer
+func onTimer(p, n uint32) int32 {
+	bt, err := abi.ParseBatch(view(p, n))
+	if err != nil {
+		return failf("timer batch: %v", err)
+	}
+	if bt.Kind() != abi.BatchEventTimers && bt.Kind() != abi.BatchProcTimers || bt.NumFields() != 0 {
+		return failf("ws_on_timer: batch kind %d with %d fields", bt.Kind(), bt.NumFields())
+	}
+	for i := 0; i < bt.Len(); i++ {
+		key, payload := bt.Key(i), string(bt.Value(i))
+		v := fmt.Sprintf("fired:%d:%d:%d:%s", bt.Kind(), bt.Timestamp(i), bt.Seq(i), payload)
+		vp, vn := sptr(v)
+		emit(int32(i), abi.MainOutput, ptr(key), int32(len(key)), vp, vn)
+		for _, cmd := range strings.Split(payload, "/") {
+			if st := run(bt, int32(i), strings.Split(cmd, ",")); st != 0 {
 				return st
 			}
 		}
@@ -240,6 +279,7 @@ func run(bt abi.Batch, ev int32, args []string) int32 {
 	}
 	a1, a1n := sptr(arg(1))
 	a2, a2n := sptr(arg(2))
+	a3, a3n := sptr(arg(3))
 	switch arg(0) {
 	case "":
 	case "vget":
@@ -309,6 +349,18 @@ func run(bt abi.Batch, ev int32, args []string) int32 {
 		reject(ev, a1, a1n)
 	case "now":
 		out("now:%d", nowMs())
+	case "treg": // treg domain ts jitter [payload]: emits the effective time
+		d, _ := strconv.Atoi(arg(1))
+		ts, _ := strconv.ParseInt(arg(2), 10, 64)
+		jitter, _ := strconv.ParseInt(arg(3), 10, 64)
+		pp, pn := sptr(arg(4))
+		out("treg:%d", timerRegister(int32(d), ev, ts, jitter, pp, pn))
+	case "tdel": // tdel domain ts [payload]
+		d, _ := strconv.Atoi(arg(1))
+		ts, _ := strconv.ParseInt(arg(2), 10, 64)
+		timerDelete(int32(d), ev, ts, a3, a3n)
+	case "wm":
+		out("wm:%d", watermarkMs())
 	case "log":
 		level, _ := strconv.Atoi(arg(1))
 		logMsg(int32(level), a2, a2n)
@@ -365,6 +417,15 @@ func run(bt abi.Batch, ev int32, args []string) int32 {
 		mapAddI64(stM, ev, 0x7fff0000, 12, 1)
 	case "badout":
 		valueGet(stV, ev, 0xfffffff0, 64)
+	case "tbaddomain":
+		timerRegister(2, ev, 1, 0, 0, 0)
+	case "tbigpayload":
+		b := make([]byte, abi.MaxTimerPayload+1)
+		timerRegister(abi.TimeDomainEvent, ev, 1, 0, ptr(b), int32(len(b)))
+	case "tbadev":
+		timerDelete(abi.TimeDomainEvent, 77, 1, 0, 0)
+	case "tbadptr":
+		timerRegister(abi.TimeDomainEvent, ev, 1, 0, 0x7fff0000, 12)
 
 	// Traps.
 	case "panic":

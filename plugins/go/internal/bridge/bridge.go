@@ -34,6 +34,10 @@ type Host interface {
 	MapIsEmpty(st, ev int32) int32
 	MapClear(st, ev int32)
 
+	TimerRegister(domain, ev int32, ts, jitter int64, payload []byte) int64
+	TimerDelete(domain, ev int32, ts int64, payload []byte)
+	WatermarkMs() int64
+
 	Emit(ev, out int32, k, v []byte)
 	Reject(ev int32, reason []byte)
 	NowMs() int64
@@ -59,6 +63,8 @@ type Guest struct {
 	Open func(info []byte) int32
 	// Process processes one encoded batch (ws_process).
 	Process func(batch []byte) int32
+	// OnTimer handles one encoded timer batch (ws_on_timer).
+	OnTimer func(batch []byte) int32
 	// Close closes the function (ws_close).
 	Close func() int32
 	// Register replaces the registered function; fn must implement the SDK's
