@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -39,9 +40,15 @@ func (p *progress) status(s engine.Status) {
 // test when ctx ends or the job returns first.
 func (p *progress) waitProcessed(t *testing.T, ctx context.Context, done <-chan struct{}, n int64) {
 	t.Helper()
+	p.wait(t, ctx, done, "processed events", n, engine.Status.TotalProcessed)
+}
+
+// wait waits until what(status) reaches n.
+func (p *progress) wait(t *testing.T, ctx context.Context, done <-chan struct{}, name string, n int64, what func(engine.Status) int64) {
+	t.Helper()
 	for {
 		p.mu.Lock()
-		got := p.last.TotalProcessed()
+		got := what(p.last)
 		p.mu.Unlock()
 		if got >= n {
 			return
@@ -49,9 +56,9 @@ func (p *progress) waitProcessed(t *testing.T, ctx context.Context, done <-chan 
 		select {
 		case <-p.notify:
 		case <-done:
-			t.Fatalf("the healthy job ended after processing %d of %d events", got, n)
+			t.Fatalf("the healthy job ended with %d of %d %s", got, n, name)
 		case <-ctx.Done():
-			t.Fatalf("the healthy job processed %d of %d events: %v", got, n, ctx.Err())
+			t.Fatalf("the healthy job reached %d of %d %s: %v", got, n, name, ctx.Err())
 		}
 	}
 }
@@ -169,21 +176,36 @@ func TestPluginFailureIsIsolated(t *testing.T) {
 			}
 
 			// The healthy job carries on with events published after the
-			// failure, then is stopped.
-			if err := freqcap.Publish(ctx, e.js, "views.web", second, nil); err != nil {
+			// failure. A last view, dated past every other view and the
+			// out-of-orderness bound, moves the watermark past them all, as
+			// newer traffic does in a live job, so every cap is decided;
+			// then the job is stopped.
+			var lastTime int64
+			for _, ev := range data {
+				var v struct {
+					LogTime int64 `json:"log_time"`
+				}
+				if err := json.Unmarshal(ev, &v); err != nil {
+					t.Fatal(err)
+				}
+				lastTime = max(lastTime, v.LogTime)
+			}
+			marker := fmt.Appendf(nil, `{"user_no":999999999,"da_id":1,"log_time":%d}`, lastTime+int64(time.Hour/time.Millisecond))
+			if err := freqcap.Publish(ctx, e.js, "views.web", append(second, marker), nil); err != nil {
 				t.Fatal(err)
 			}
-			prog.waitProcessed(t, ctx, healthyDone, int64(len(data)))
+			limit := jobCap(t, capCfg)
+			want := freqcap.Oracle(data, limit)
+			prog.waitProcessed(t, ctx, healthyDone, int64(len(data)+1))
+			prog.wait(t, ctx, healthyDone, "capped records", int64(len(want)), func(s engine.Status) int64 { return s.Outputs["capped"] })
 			stopHealthy()
 			<-healthyDone
 			if healthyErr != nil {
 				t.Fatalf("the healthy job failed: %v", healthyErr)
 			}
-			if healthySum.EventsIn != int64(len(data)) || healthySum.TotalProcessed() != int64(len(data)) || healthySum.DeadLettered != 0 {
-				t.Errorf("healthy job: %s; want %d events read and processed, none dead-lettered", healthySum, len(data))
+			if n := int64(len(data) + 1); healthySum.EventsIn != n || healthySum.TotalProcessed() != n || healthySum.DeadLettered != 0 {
+				t.Errorf("healthy job: %s; want %d events read and processed, none dead-lettered", healthySum, n)
 			}
-			limit := jobCap(t, capCfg)
-			want := freqcap.Oracle(data, limit)
 			if healthySum.Outputs["capped"] != int64(len(want)) {
 				t.Errorf("healthy job emitted %d capped records, the oracle has %d pairs", healthySum.Outputs["capped"], len(want))
 			}

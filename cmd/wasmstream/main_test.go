@@ -131,7 +131,7 @@ func TestPluginBuildThenInspect(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, stderr)
 	}
-	if !strings.HasPrefix(out, wasm+`: plugin "freqcap", 1 states, 1 side outputs, 1 fields`) {
+	if !strings.HasPrefix(out, wasm+`: plugin "freqcap", 1 states, 2 side outputs, 1 fields`) {
 		t.Errorf("plugin build printed %q", out)
 	}
 	b, err := os.ReadFile(wasm)

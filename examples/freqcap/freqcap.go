@@ -16,19 +16,39 @@ import (
 )
 
 // JobYAML is the example's job config: stream FREQCAP (subjects "views.>"),
-// keyed by user_no, plugin ./plugin with cap 3, output capped to the
-// JetStream subject freqcap.capped.
+// keyed by user_no, event time from log_time with a max_out_of_orderness of
+// DefaultMaxOutOfOrderness, plugin ./plugin with cap 3 and a 5-day window,
+// outputs capped and released to the JetStream subjects freqcap.capped and
+// freqcap.released, late events to freqcap.late.
 //
 //go:embed job.yaml
 var JobYAML []byte
 
-// DefaultCap is the cap used when the config does not set "cap".
-const DefaultCap = 3
+// Defaults of the plugin config and of the job.
+const (
+	// DefaultCap is the cap used when the config does not set "cap".
+	DefaultCap = 3
+	// DefaultWindow is the window in ms used when the config does not set
+	// "window_ms": 5 days.
+	DefaultWindow int64 = 5 * 24 * 3600 * 1000
+	// DefaultMaxOutOfOrderness is job.yaml's event_time.max_out_of_orderness
+	// in ms.
+	DefaultMaxOutOfOrderness int64 = 60_000
+)
 
 // Ports and state ids of the contract.
 const (
-	CappedPort = 1 // side output "capped"
-	ViewsState = 0 // map state "views"
+	CappedPort   = 1 // side output "capped"
+	ReleasedPort = 2 // side output "released"
+	ViewsState   = 0 // map state "views"
+)
+
+// Timer payload layout, as the plugin writes it: kind, da_id (8 bytes
+// big-endian), event sequence (8 bytes big-endian).
+const (
+	kindExpire  = 0
+	kindView    = 1
+	payloadSize = 17
 )
 
 // Contract returns the contract the freqcap plugin declares.
@@ -37,39 +57,44 @@ func Contract() abi.Contract {
 		ABI:     abi.Version,
 		Name:    "freqcap",
 		States:  []abi.StateDesc{{Name: "views", Kind: abi.KindMap}},
-		Outputs: []string{"capped"},
+		Outputs: []string{"capped", "released"},
 		Fields:  []abi.FieldDesc{{Name: "da_id"}},
 	}
 }
 
 // Native is the freqcap process function in Go, behaving exactly as the
-// Wasm plugin: same state layout, outputs and rejections.
+// Wasm plugin: same state layout, timers, outputs and rejections. It needs
+// the worker's timer store (process.Env.Timers).
 type Native struct {
-	cap        int64
-	daSlot     int
-	state      statestore.Backend
-	ukey       [8]byte
-	key, value []byte
+	cap, window int64
+	daSlot      int
+	state       statestore.Backend
+	timers      statestore.TimerStore
+	ukey        [8]byte
+	payload     [payloadSize]byte
+	key, value  []byte
 }
 
-var _ process.Function = (*Native)(nil)
+var _ process.TimerFunction = (*Native)(nil)
 
 // NewNative returns a Native function; Open configures it.
 func NewNative() *Native { return &Native{} }
 
 // Open implements process.Function. Config "cap" (a decimal integer ≥ 1,
-// default 3) sets the cap.
+// default 3) sets the cap, "window_ms" (≥ 1, default 5 days) the window.
 func (n *Native) Open(_ context.Context, env process.Env) error {
-	n.cap = DefaultCap
-	if s, ok := env.Config["cap"]; ok {
-		v, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-		if err != nil {
-			return fmt.Errorf("config cap=%q: want a decimal integer", s)
-		}
-		if v < 1 {
-			return fmt.Errorf("config cap=%d: want a positive number of views", v)
-		}
-		n.cap = v
+	var err error
+	if n.cap, err = configInt(env.Config, "cap", DefaultCap); err != nil {
+		return err
+	}
+	if n.cap < 1 {
+		return fmt.Errorf("config cap=%d: want a positive number of views", n.cap)
+	}
+	if n.window, err = configInt(env.Config, "window_ms", DefaultWindow); err != nil {
+		return err
+	}
+	if n.window < 1 {
+		return fmt.Errorf("config window_ms=%d: want a positive number of milliseconds", n.window)
 	}
 	n.daSlot = slices.Index(env.Fields, "da_id")
 	if n.daSlot < 0 {
@@ -78,11 +103,28 @@ func (n *Native) Open(_ context.Context, env process.Env) error {
 	if env.State == nil {
 		return fmt.Errorf("freqcap: no state backend")
 	}
-	n.state = env.State
+	if env.Timers == nil {
+		return fmt.Errorf("freqcap: no timer store: the state backend must keep timers")
+	}
+	n.state, n.timers = env.State, env.Timers
 	return nil
 }
 
-// ProcessBatch implements process.Function.
+func configInt(cfg map[string]string, key string, def int64) (int64, error) {
+	s, ok := cfg[key]
+	if !ok {
+		return def, nil
+	}
+	v, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("config %s=%q: want a decimal integer", key, s)
+	}
+	return v, nil
+}
+
+// ProcessBatch implements process.Function: each view registers a timer at
+// its time that adds it and one at its time plus the window that removes
+// it.
 func (n *Native) ProcessBatch(_ context.Context, events []process.Event, out process.Collector) error {
 	for i := range events {
 		ev := &events[i]
@@ -92,21 +134,64 @@ func (n *Native) ProcessBatch(_ context.Context, events []process.Event, out pro
 			out.Reject(ev, "da_id is "+f.Kind.String()+", want an integer")
 			continue
 		}
+		p := n.payload[:]
+		binary.BigEndian.PutUint64(p[1:9], uint64(da))
+		binary.BigEndian.PutUint64(p[9:], ev.Seq)
+		p[0] = kindView
+		if _, err := n.timers.RegisterTimer(ev.KeyGroup, statestore.Timer{Domain: abi.TimeDomainEvent, Time: ev.Time, Key: ev.Key, Payload: p}); err != nil {
+			return fmt.Errorf("freqcap: timers: %w", err)
+		}
+		p[0] = kindExpire
+		if _, err := n.timers.RegisterTimer(ev.KeyGroup, statestore.Timer{Domain: abi.TimeDomainEvent, Time: ev.Time + n.window, Key: ev.Key, Payload: p}); err != nil {
+			return fmt.Errorf("freqcap: timers: %w", err)
+		}
+	}
+	return nil
+}
+
+// OnTimers implements process.TimerFunction: a view's timer adds it to the
+// count, its expiry removes it; the transitions across the cap are
+// emitted.
+func (n *Native) OnTimers(_ context.Context, domain int, timers []process.Event, out process.Collector) error {
+	for i := range timers {
+		t := &timers[i]
+		if domain != abi.TimeDomainEvent || len(t.Value) != payloadSize {
+			return fmt.Errorf("freqcap: unexpected timer (domain %d, payload of %d bytes)", domain, len(t.Value))
+		}
+		da := int64(binary.BigEndian.Uint64(t.Value[1:9]))
 		binary.LittleEndian.PutUint64(n.ukey[:], uint64(da))
-		c, err := n.state.MapAddInt64(ev.KeyGroup, ViewsState, ev.Key, n.ukey[:], 1)
+		n.state.SetEventTime(t.KeyGroup, t.Time)
+		delta := int64(1)
+		if t.Value[0] == kindExpire {
+			delta = -1
+		}
+		c, err := n.state.MapAddInt64(t.KeyGroup, ViewsState, t.Key, n.ukey[:], delta)
 		if err != nil {
 			return fmt.Errorf("freqcap: views state: %w", err)
 		}
-		if c != n.cap {
-			continue
+		switch {
+		case delta > 0 && c == n.cap:
+			n.record(t.Key, da)
+			n.value = AppendCapped(n.value[:0], t.Key, da, n.cap)
+			out.Emit(CappedPort, t.Seq, n.key, n.value)
+		case delta < 0 && c == n.cap-1:
+			n.record(t.Key, da)
+			n.value = AppendReleased(n.value[:0], t.Key, da, c, t.Time)
+			out.Emit(ReleasedPort, t.Seq, n.key, n.value)
 		}
-		n.key = append(n.key[:0], ev.Key...)
-		n.key = append(n.key, '.')
-		n.key = strconv.AppendInt(n.key, da, 10)
-		n.value = AppendCapped(n.value[:0], ev.Key, da, n.cap)
-		out.Emit(CappedPort, ev.Seq, n.key, n.value)
+		if c == 0 {
+			if err := n.state.MapDelete(t.KeyGroup, ViewsState, t.Key, n.ukey[:]); err != nil {
+				return fmt.Errorf("freqcap: views state: %w", err)
+			}
+		}
 	}
 	return nil
+}
+
+func (n *Native) record(user []byte, da int64) {
+	n.key = append(n.key[:0], user...)
+	n.key = append(n.key, '.')
+	n.key = strconv.AppendInt(n.key, da, 10)
 }
 
 // Close implements process.Function.
@@ -120,6 +205,15 @@ func AppendCapped(dst, user []byte, da, cap int64) []byte {
 	dst = strconv.AppendInt(dst, da, 10)
 	dst = append(dst, `,"count":`...)
 	dst = strconv.AppendInt(dst, cap, 10)
+	return append(dst, '}')
+}
+
+// AppendReleased appends the released record's value for a user key, ad,
+// count (the cap minus one) and time.
+func AppendReleased(dst, user []byte, da, count, time int64) []byte {
+	dst = AppendCapped(dst, user, da, count)
+	dst = append(dst[:len(dst)-1], `,"time":`...)
+	dst = strconv.AppendInt(dst, time, 10)
 	return append(dst, '}')
 }
 

@@ -1,16 +1,20 @@
 package freqcap
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wasmstream/wasmstream/examples/internal/eventtime"
 )
 
 // GenOptions shapes generated events. Zero fields take the defaults.
@@ -25,6 +29,12 @@ type GenOptions struct {
 	// StartMs is the first log_time (default 1735689600000, 2025-01-01);
 	// each event is StepMs (default 1) later.
 	StartMs, StepMs int64
+	// Disorder, when more than 0, shuffles the events out of log_time
+	// order: each is delayed by up to Disorder ms (pseudo-randomly, from
+	// Seed) and they come in order of log_time plus delay, so none is more
+	// than Disorder ms behind the latest log_time before it. A job whose
+	// max_out_of_orderness is at least Disorder finds none late.
+	Disorder int64
 }
 
 func (o GenOptions) withDefaults() GenOptions {
@@ -49,8 +59,9 @@ func (o GenOptions) withDefaults() GenOptions {
 	return o
 }
 
-// Events yields n events, deterministic for a given options value. Each
-// yielded slice is fresh and may be kept.
+// Events yields n events in log_time order (it ignores Disorder),
+// deterministic for a given options value. Each yielded slice is fresh and
+// may be kept.
 func Events(n int, opts GenOptions) iter.Seq[[]byte] {
 	o := opts.withDefaults()
 	return func(yield func([]byte) bool) {
@@ -73,33 +84,131 @@ func Events(n int, opts GenOptions) iter.Seq[[]byte] {
 	}
 }
 
-// Generate returns n events, deterministic for a given options value.
+// Generate returns n events, deterministic for a given options value, in
+// log_time order or, with Disorder, shuffled within it.
 func Generate(n int, opts GenOptions) [][]byte {
 	out := make([][]byte, 0, n)
 	for e := range Events(n, opts) {
 		out = append(out, e)
 	}
+	if opts.Disorder > 0 {
+		o := opts.withDefaults()
+		times := make([]int64, n)
+		for i := range times {
+			times[i] = o.StartMs + int64(i)*o.StepMs
+		}
+		out = eventtime.Permute(out, eventtime.Arrival(times, opts.Disorder, opts.Seed))
+	}
 	return out
 }
 
-// Oracle computes the expected capped pairs directly: the (user_no, da_id)
-// pairs whose view count reaches limit, each once. Events without integer
-// user_no and da_id are skipped, as the job dead-letters them.
-func Oracle(events [][]byte, limit int) map[[2]int64]bool {
-	counts := map[[2]int64]int{}
-	capped := map[[2]int64]bool{}
-	for _, e := range events {
+// Params are the job settings the oracle models; zero fields take the
+// defaults (DefaultCap, DefaultWindow, DefaultMaxOutOfOrderness).
+type Params struct {
+	Cap               int
+	Window            int64 // ms
+	MaxOutOfOrderness int64 // ms
+}
+
+func (p Params) withDefaults() Params {
+	if p.Cap <= 0 {
+		p.Cap = DefaultCap
+	}
+	if p.Window <= 0 {
+		p.Window = DefaultWindow
+	}
+	if p.MaxOutOfOrderness <= 0 {
+		p.MaxOutOfOrderness = DefaultMaxOutOfOrderness
+	}
+	return p
+}
+
+// Record is one record the job emits.
+type Record struct {
+	Output string // "capped" or "released"
+	Key    string // "<user_no>.<da_id>"
+	Value  string
+}
+
+// Expect computes directly the records the job emits for events published
+// in this order and run to the end of the stream (a bounded run, which
+// closes every window), per user in event-time order. It models the job: an
+// event is late, and skipped, when its log_time is at or below the
+// watermark (the largest earlier log_time minus MaxOutOfOrderness minus
+// 1 ms); a view counts during [log_time, log_time+Window); at one
+// millisecond expiries apply before views; capped is emitted when a
+// count rises to Cap, released when it falls to Cap-1. Events without
+// integer user_no, da_id and log_time are skipped, as the job dead-letters
+// them.
+func Expect(events [][]byte, p Params) []Record {
+	p = p.withDefaults()
+	type change struct {
+		user, t, ad int64
+		kind        byte
+		seq         int
+	}
+	changes := make([]change, 0, 2*len(events))
+	wm := eventtime.NewWatermark(p.MaxOutOfOrderness)
+	for i, e := range events {
 		var v struct {
-			UserNo *int64 `json:"user_no"`
-			DaID   *int64 `json:"da_id"`
+			UserNo  *int64 `json:"user_no"`
+			DaID    *int64 `json:"da_id"`
+			LogTime *int64 `json:"log_time"`
 		}
-		if json.Unmarshal(e, &v) != nil || v.UserNo == nil || v.DaID == nil {
+		if json.Unmarshal(e, &v) != nil || v.LogTime == nil || !wm.Next(*v.LogTime) || v.UserNo == nil || v.DaID == nil {
 			continue
 		}
-		k := [2]int64{*v.UserNo, *v.DaID}
-		counts[k]++
-		if counts[k] == limit {
-			capped[k] = true
+		changes = append(changes,
+			change{*v.UserNo, *v.LogTime, *v.DaID, kindView, i},
+			change{*v.UserNo, *v.LogTime + p.Window, *v.DaID, kindExpire, i})
+	}
+	// The order the timers fire in: per user by time, then payload (kind,
+	// ad, sequence).
+	slices.SortFunc(changes, func(a, b change) int {
+		return cmp.Or(cmp.Compare(a.user, b.user), cmp.Compare(a.t, b.t), cmp.Compare(a.kind, b.kind),
+			cmp.Compare(uint64(a.ad), uint64(b.ad)), cmp.Compare(a.seq, b.seq))
+	})
+	counts := map[[2]int64]int64{}
+	var out []Record
+	limit := int64(p.Cap)
+	for _, c := range changes {
+		k := [2]int64{c.user, c.ad}
+		user := strconv.AppendInt(nil, c.user, 10)
+		key := fmt.Sprintf("%d.%d", c.user, c.ad)
+		if c.kind == kindView {
+			counts[k]++
+			if counts[k] == limit {
+				out = append(out, Record{"capped", key, string(AppendCapped(nil, user, c.ad, limit))})
+			}
+			continue
+		}
+		counts[k]--
+		if counts[k] == limit-1 {
+			out = append(out, Record{"released", key, string(AppendReleased(nil, user, c.ad, limit-1, c.t))})
+		}
+		if counts[k] == 0 {
+			delete(counts, k)
+		}
+	}
+	return out
+}
+
+// Oracle returns the (user_no, da_id) pairs that Expect caps at least once
+// with the given cap and the default window and max_out_of_orderness (those
+// of job.yaml). For a stream spanning less than the window, as Generate's
+// defaults give, each such pair is capped exactly once.
+func Oracle(events [][]byte, limit int) map[[2]int64]bool {
+	capped := map[[2]int64]bool{}
+	for _, r := range Expect(events, Params{Cap: limit}) {
+		if r.Output != "capped" {
+			continue
+		}
+		var v struct{ UserNo, DaID int64 }
+		if err := json.Unmarshal([]byte(r.Value), &struct {
+			UserNo *int64 `json:"user_no"`
+			DaID   *int64 `json:"da_id"`
+		}{&v.UserNo, &v.DaID}); err == nil {
+			capped[[2]int64{v.UserNo, v.DaID}] = true
 		}
 	}
 	return capped

@@ -312,8 +312,8 @@ func TestSDKTimers(t *testing.T) {
 // use timers does not import the timer host functions (the Go linker keeps
 // only the imports a plugin calls).
 func TestSDKWithoutTimersImportsNone(t *testing.T) {
-	wasm := wasmbuild.ForTest(t, "examples/freqcap/plugin")
-	p, err := Load(context.Background(), "freqcap", wasm, Options{})
+	wasm := wasmbuild.ForTest(t, "host/plugin/testdata/sdkplain")
+	p, err := Load(context.Background(), "", wasm, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

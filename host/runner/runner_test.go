@@ -99,9 +99,9 @@ func TestPrepareWarnsForOutputsWithoutSinks(t *testing.T) {
 		sinks string
 		want  []string // outputs warned about
 	}{
-		{"no sinks", "", []string{"capped", "main"}},
-		{"capped sunk", "sinks:\n  - {output: capped, type: stdout}\n", []string{"main"}},
-		{"both sunk", "sinks:\n  - {output: capped, type: stdout}\n  - {output: main, type: stdout}\n", nil},
+		{"no sinks", "", []string{"capped", "main", "released"}},
+		{"capped sunk", "sinks:\n  - {output: capped, type: stdout}\n", []string{"main", "released"}},
+		{"all sunk", "sinks:\n  - {output: capped, type: stdout}\n  - {output: released, type: stdout}\n  - {output: main, type: stdout}\n", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			j, err := runner.Prepare(testCtx(t), parseJob(t, baseJob+tc.sinks), runner.Options{Wasm: wasm})
@@ -111,7 +111,7 @@ func TestPrepareWarnsForOutputsWithoutSinks(t *testing.T) {
 			defer j.Close(context.Background())
 			var warned []string
 			for _, w := range j.Warnings {
-				for _, o := range []string{"capped", "main"} {
+				for _, o := range []string{"capped", "main", "released"} {
 					if strings.Contains(w, fmt.Sprintf("output %q has no sink", o)) {
 						warned = append(warned, o)
 					}
@@ -215,8 +215,8 @@ sinks:
 	if j.Plugin != nil {
 		t.Error("a native job has a plugin")
 	}
-	if len(j.Warnings) != 1 || !strings.Contains(j.Warnings[0], `"main"`) {
-		t.Errorf("warnings %q, want one for the main output", j.Warnings)
+	if len(j.Warnings) != 2 || !strings.Contains(j.Warnings[0], `"main"`) || !strings.Contains(j.Warnings[1], `"released"`) {
+		t.Errorf("warnings %q, want one each for the main and released outputs", j.Warnings)
 	}
 	sum, err := j.Run(testCtx(t))
 	if err != nil {

@@ -1,0 +1,36 @@
+package eventtime
+
+import "testing"
+
+func TestWatermark(t *testing.T) {
+	w := NewWatermark(10)
+	for _, c := range []struct {
+		t      int64
+		onTime bool
+	}{{100, true}, {90, true}, {89, false}, {120, true}, {109, false}, {110, true}} {
+		if got := w.Next(c.t); got != c.onTime {
+			t.Errorf("Next(%d) = %v, want %v", c.t, got, c.onTime)
+		}
+	}
+}
+
+func TestArrivalStaysWithinTheBound(t *testing.T) {
+	times := make([]int64, 5000)
+	for i := range times {
+		times[i] = int64(i) * 3
+	}
+	order := Arrival(times, 100, 1)
+	w := NewWatermark(100)
+	moved := 0
+	for i, j := range order {
+		if !w.Next(times[j]) {
+			t.Fatalf("event %d (time %d) is late", i, times[j])
+		}
+		if j != i {
+			moved++
+		}
+	}
+	if moved < 1000 {
+		t.Errorf("only %d events moved", moved)
+	}
+}
