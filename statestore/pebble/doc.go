@@ -1,7 +1,7 @@
 // Package pebble is the durable keyed state backend: value, list and map
-// state in a Pebble (github.com/cockroachdb/pebble/v2) database, behind a
-// bounded write-back cache so that hot keys are served, and aggregated, at
-// memory speed.
+// state and timers in a Pebble (github.com/cockroachdb/pebble/v2) database,
+// behind a bounded write-back cache so that hot keys are served, and
+// aggregated, at memory speed.
 //
 // # Cache
 //
@@ -15,6 +15,20 @@
 // or list larger than a key group's share of the cache is read in full on
 // each miss; appends and single-entry writes never rewrite a whole list or
 // map.
+//
+// # Timers
+//
+// Timer writes are buffered in a Pebble batch per key group, committed when
+// it outgrows the key group's share of Options.TimerBatchBytes and on Flush,
+// so a timer registered before Flush is durable after it and in the next
+// Checkpoint. In front of Pebble, the earliest timers of each key group and
+// domain are kept in memory (up to their share of Options.TimerCacheBytes):
+// popping and NextTimer read them, and registering or deleting a timer no
+// later than the last one held reads nothing from Pebble; when they run out,
+// the next ones are read by one range scan. A later timer is looked up in
+// Pebble to deduplicate it only when an in-memory bloom filter of the key
+// group's timers (about 1.25 to 5 bytes per timer) says it may exist, so
+// registering a new timer normally reads nothing either.
 //
 // # Durable format, version 1
 //
@@ -54,6 +68,26 @@
 // with an empty value. It holds one entry per stored cell with an expiry,
 // ordered by expiry, so cleanup reads exactly the entries that have expired.
 //
+// Timers (statestore.TimerStore) live in their key group's range too, under
+// the timer tag 0xFFFE (no state has that id):
+//
+//	kg 0xFFFE domain time key 0x00 0x01 payload
+//
+//	domain   1 byte, as the ABI: 0 event time, 1 processing time
+//	time     uint64 big-endian with the sign bit flipped, so byte order is
+//	         numeric order, negative times included
+//	key      the timer's key, each 0x00 byte written as 0x00 0xFF
+//	0x00 0x01 ends the key
+//	payload  the payload's bytes, to the end of the stored key
+//
+// with an empty value. Escaping the key instead of prefixing its length
+// keeps byte order equal to the firing order (time, key, payload) of
+// statestore.TimerStore, and the terminator keeps the key prefix-free: a key
+// sorts before every longer key it is a prefix of, whatever the payloads.
+// The timers of a domain due at a time are thus one range at the start of
+// the domain's range; a timer exists at most once because it is its own
+// key.
+//
 // Keys outside every key group (first two bytes 0xFFFF) hold metadata:
 //
 //	0xFFFF "format"          the format version, decimal ("1")
@@ -61,6 +95,8 @@
 //	0xFFFF "states"          the states, "name:kind" joined by "\n"
 //	0xFFFF "stats" st        keys and bytes of state st, two uvarints,
 //	                         written by Flush
+//	0xFFFF "timers"          the number of timers, decimal, written by
+//	                         Flush
 //
 // Open refuses a directory written for another number of key groups (keys
 // would belong to other key groups) or whose states, by id, have other

@@ -44,6 +44,12 @@ type Options struct {
 	Compression string
 	// CacheBytes bounds the write-back cache of records in front of Pebble.
 	CacheBytes int64
+	// TimerBatchBytes bounds the timer writes buffered in memory before
+	// they are committed to Pebble, shared evenly among key groups.
+	TimerBatchBytes int64
+	// TimerCacheBytes bounds the earliest timers of each key group and
+	// time domain kept in memory, shared evenly among them.
+	TimerCacheBytes int64
 	// Logf receives Pebble's log lines; nil drops them. Pebble never writes
 	// to stdout or stderr.
 	Logf func(format string, args ...any)
@@ -55,6 +61,7 @@ type Backend struct {
 	db     *pebble.DB
 	dir    string
 	closed bool
+	timers timerStore
 }
 
 var _ statestore.Backend = (*Backend)(nil)
@@ -89,6 +96,9 @@ func (o *Options) pebbleOptions() (*pebble.Options, error) {
 	}
 	if o.MemTableBytes < 0 || o.MemTableBytes >= 4<<30 {
 		return nil, fmt.Errorf("wasmstream: pebble memtable of %d bytes: must be positive and under 4 GiB (0 means %d MiB)", o.MemTableBytes, DefaultMemTableBytes>>20)
+	}
+	if o.TimerBatchBytes < 0 || o.TimerCacheBytes < 0 {
+		return nil, fmt.Errorf("wasmstream: timer batch of %d bytes, timer cache of %d bytes: must be positive (0 means the default)", o.TimerBatchBytes, o.TimerCacheBytes)
 	}
 	if o.CacheBytes < 0 {
 		return nil, fmt.Errorf("wasmstream: state cache of %d bytes: must be positive (0 means %d MiB)", o.CacheBytes, DefaultCacheBytes>>20)
@@ -148,6 +158,11 @@ func Open(dir string, cfg statestore.Config, o Options) (*Backend, error) {
 		db.Close()
 		return nil, err
 	}
+	timerCount, err := loadTimerCount(db, dir)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	s, err := core.New(core.Options{
 		Config:     cfg,
 		Disk:       &disk{db: db, states: cfg.States},
@@ -159,7 +174,19 @@ func Open(dir string, cfg statestore.Config, o Options) (*Backend, error) {
 		db.Close()
 		return nil, err
 	}
-	return &Backend{Store: s, db: db, dir: dir}, nil
+	b := &Backend{Store: s, db: db, dir: dir}
+	b.timers.init(cfg.MaxParallelism, &o)
+	b.timers.count.Store(timerCount)
+	return b, nil
+}
+
+// Flush implements statestore.Backend: it commits the buffered state and
+// timer writes and syncs them.
+func (b *Backend) Flush() error {
+	if err := b.flushTimers(); err != nil {
+		return err
+	}
+	return b.Store.Flush()
 }
 
 // Close implements statestore.Backend: it flushes and closes the database.

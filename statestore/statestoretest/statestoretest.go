@@ -1,6 +1,8 @@
 // Package statestoretest is the conformance suite of state backends: Run
-// checks every state operation and every TTL behaviour against a backend,
-// with a processing-time clock the suite controls. Each backend's tests call
+// checks every state operation, every TTL behaviour and every timer
+// operation (statestore.TimerStore) against a backend, with a
+// processing-time clock the suite controls; RunDurable checks that a backend
+// with storage finds its state and timers again after reopening. Each backend's tests call
 // Run; backends that pass behave the same.
 package statestoretest
 
@@ -67,13 +69,14 @@ type fixture struct {
 func open(t *testing.T, o Opener, states []abi.StateDesc) *fixture {
 	t.Helper()
 	c := NewClock(1_000_000)
-	b := o(t, statestore.Config{States: states, MaxParallelism: MaxParallelism, Clock: c.Now})
+	f := &fixture{t: t, clock: c}
+	f.b = o(t, statestore.Config{States: states, MaxParallelism: MaxParallelism, Clock: c.Now})
 	t.Cleanup(func() {
-		if err := b.Close(); err != nil {
+		if err := f.b.Close(); err != nil {
 			t.Errorf("Close: %v", err)
 		}
 	})
-	return &fixture{t: t, b: b, clock: c}
+	return f
 }
 
 func kg(key string) uint16 { return statestore.KeyGroup([]byte(key), MaxParallelism) }
@@ -175,6 +178,7 @@ func Run(t *testing.T, o Opener) {
 	t.Run("ManyKeys", func(t *testing.T) { testManyKeys(t, o) })
 	t.Run("TTL", func(t *testing.T) { testTTL(t, o) })
 	t.Run("TTLCleanup", func(t *testing.T) { testTTLCleanup(t, o) })
+	t.Run("Timers", func(t *testing.T) { runTimers(t, o) })
 }
 
 func testValue(t *testing.T, o Opener) {
