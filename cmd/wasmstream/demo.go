@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -29,11 +28,15 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	parallelism := fs.Int("parallelism", 2, "workers (one Wasm instance each)")
 	users := fs.Int("users", 50_000, "distinct users (Zipf-distributed)")
 	show := fs.Int("show", 10, "capped pairs to print")
+	state := fs.String("state", job.BackendMemory, "state backend: memory, or pebble (in a temporary directory)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *events < 1 || *limit < 1 || *parallelism < 1 || *users < 1 {
 		return fmt.Errorf("%w: -events, -cap, -parallelism and -users must be positive", errUsage)
+	}
+	if *state != job.BackendMemory && *state != job.BackendPebble {
+		return fmt.Errorf("%w: -state %q: use memory or pebble", errUsage, *state)
 	}
 	start := time.Now()
 	root, err := wasmbuild.ModuleRoot()
@@ -52,12 +55,20 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer os.RemoveAll(dir)
-	srv, err := natsembed.Start(natsembed.Options{StoreDir: dir})
+	if *state == job.BackendPebble {
+		cfg.State = job.State{Backend: job.BackendPebble, Dir: filepath.Join(dir, "state")}
+		cfg.ApplyDefaults()
+		if err := cfg.Validate(); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "state in Pebble at %s\n", cfg.State.Dir)
+	}
+	srv, err := natsembed.Start(natsembed.Options{StoreDir: filepath.Join(dir, "jetstream")})
 	if err != nil {
 		return fmt.Errorf("embedded NATS server: %w", err)
 	}
 	defer srv.Shutdown()
-	fmt.Fprintf(stderr, "embedded NATS server at %s (JetStream in %s)\n", srv.URL, dir)
+	fmt.Fprintf(stderr, "embedded NATS server at %s (JetStream in %s)\n", srv.URL, filepath.Join(dir, "jetstream"))
 
 	nc, err := nats.Connect(srv.URL)
 	if err != nil {
@@ -69,8 +80,10 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 
-	// The plugin builds while the events are published.
-	data := freqcap.Generate(*events, freqcap.GenOptions{Seed: 1, Users: *users})
+	// The plugin builds while the events are published. Views come 3 s
+	// apart in event time (200,000 span about 7 days, more than the 5-day
+	// window) and out of order by up to the job's max_out_of_orderness.
+	data := freqcap.Generate(*events, freqcap.GenOptions{Seed: 1, Users: *users, StepMs: 3000, Disorder: freqcap.DefaultMaxOutOfOrderness})
 	processing := newProgress(stderr, "processing", len(data))
 	type prepared struct {
 		j   *runner.Job
@@ -116,29 +129,31 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("read back freqcap.capped: %w", err)
 	}
-	fmt.Fprintf(stdout, "\ncapped (user, ad) pairs, first %d of %d, from subject freqcap.capped:\n", min(*show, len(capped)), len(capped))
+	fmt.Fprintf(stdout, "\ncapped (user, ad) pairs, first %d of %d records, from subject freqcap.capped:\n", min(*show, len(capped)), len(capped))
 	for _, r := range capped[:min(*show, len(capped))] {
 		fmt.Fprintf(stdout, "  %s\n", r.Data)
 	}
 
-	// Check the job against the same computation in plain Go.
-	want := freqcap.Oracle(data, *limit)
-	got := map[[2]int64]int{}
-	for _, r := range capped {
-		var v struct{ UserNo, DaID int64 }
-		if err := json.Unmarshal(r.Data, &struct {
-			UserNo *int64 `json:"user_no"`
-			DaID   *int64 `json:"da_id"`
-		}{&v.UserNo, &v.DaID}); err != nil {
-			return fmt.Errorf("capped record %q: %w", r.Data, err)
-		}
-		got[[2]int64{v.UserNo, v.DaID}]++
+	released, err := jsread.All(ctx, js, "freqcap.released")
+	if err != nil {
+		return fmt.Errorf("read back freqcap.released: %w", err)
 	}
-	match := len(got) == len(want) && len(capped) == len(want)
-	for k := range want {
-		if got[k] != 1 {
-			match = false
+
+	// Check the job against the same computation in plain Go: the same
+	// records, each as often.
+	want := freqcap.Expect(data, freqcap.Params{Cap: *limit, Window: freqcap.DefaultWindow, MaxOutOfOrderness: freqcap.DefaultMaxOutOfOrderness})
+	count := map[string]int{}
+	for _, r := range want {
+		count[r.Output+" "+r.Key+" "+r.Value]++
+	}
+	for out, recs := range map[string][]jsread.Record{"capped": capped, "released": released} {
+		for _, r := range recs {
+			count[out+" "+r.Key+" "+string(r.Data)]--
 		}
+	}
+	match := len(capped)+len(released) == len(want)
+	for _, n := range count {
+		match = match && n == 0
 	}
 
 	var keys int64
@@ -147,13 +162,13 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "\nsummary\n")
 	fmt.Fprintf(stdout, "  events      %d (%d dead-lettered)\n", sum.EventsIn, sum.DeadLettered)
-	fmt.Fprintf(stdout, "  keys        %d users in state\n", keys)
-	fmt.Fprintf(stdout, "  outputs     %d capped pairs\n", sum.Outputs["capped"])
+	fmt.Fprintf(stdout, "  state       %s, %d users left (the run ends with every window closed)\n", sum.Backend, keys)
+	fmt.Fprintf(stdout, "  outputs     %d capped, %d released (every window closes when the run ends)\n", sum.Outputs["capped"], sum.Outputs["released"])
 	fmt.Fprintf(stdout, "  throughput  %.0f events/s with %d Wasm workers\n", sum.EventsPerSec, cfg.Parallelism)
-	fmt.Fprintf(stdout, "  oracle      %d pairs computed in plain Go: %s\n", len(want), map[bool]string{true: "identical, no duplicates", false: "MISMATCH"}[match])
+	fmt.Fprintf(stdout, "  oracle      %d records computed in plain Go: %s\n", len(want), map[bool]string{true: "identical, no duplicates", false: "MISMATCH"}[match])
 	fmt.Fprintf(stdout, "  total time  %.1fs\n", time.Since(start).Seconds())
 	if !match {
-		return fmt.Errorf("the job's capped pairs differ from the plain-Go oracle")
+		return fmt.Errorf("the job's capped and released records differ from the plain-Go oracle")
 	}
 	return nil
 }

@@ -7,9 +7,11 @@ import (
 	"io"
 	"log"
 	"maps"
+	"math"
 	"slices"
 	"time"
 
+	"github.com/wasmstream/wasmstream/abi"
 	"github.com/wasmstream/wasmstream/host/engine"
 	"github.com/wasmstream/wasmstream/host/job"
 	"github.com/wasmstream/wasmstream/host/natsembed"
@@ -23,6 +25,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	dataDir := fs.String("data-dir", "wasmstream-data", "embedded server: JetStream data directory")
 	listen := fs.String("listen", "127.0.0.1:4222", "embedded server: client listen address")
 	untilCaughtUp := fs.Bool("until-caught-up", false, "exit after processing what the stream holds at start")
+	untilSeq := fs.Uint64("until-seq", 0, "exit after processing the stream up to this sequence (0: no end)")
 	statusEvery := fs.Duration("status", 5*time.Second, "status line interval (0 disables)")
 	verbose := fs.Bool("v", false, "log engine and plugin messages")
 	if err := parseFlags(fs, args); err != nil {
@@ -54,6 +57,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	opts := runner.Options{
 		URL:           url,
 		UntilCaughtUp: *untilCaughtUp,
+		UntilSeq:      *untilSeq,
 		Logf:          logf,
 		Stdout:        stdout,
 		OnBuild:       func(dir string) { fmt.Fprintf(stderr, "building plugin %s\n", dir) },
@@ -71,7 +75,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintf(stderr, "warning: %s\n", w)
 	}
 	c := j.Plugin.Contract()
-	fmt.Fprintf(stderr, "job %s: plugin %s (%s), parallelism %d, stream %s\n", cfg.Name, c.Name, j.Plugin.Hash()[:12], cfg.Parallelism, cfg.Source.Stream)
+	state := cfg.State.Backend
+	if state == job.BackendPebble {
+		state += " in " + cfg.State.ResolvedDir(cfg.Dir)
+	}
+	fmt.Fprintf(stderr, "job %s: plugin %s (%s), parallelism %d, stream %s, state %s\n", cfg.Name, c.Name, j.Plugin.Hash()[:12], cfg.Parallelism, cfg.Source.Stream, state)
 	sum, err := j.Run(ctx)
 	fmt.Fprintln(stderr, sum.String())
 	if err != nil && !(errors.Is(err, context.Canceled) && ctx.Err() != nil) {
@@ -80,7 +88,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return nil
 }
 
-// statusLine is the periodic one-line status of a running job.
+// statusLine is the periodic one-line status of a running job: events,
+// outputs, event time (watermark, late events, timers fired) and, per
+// state, keys, bytes, the cache hit ratio of a backend with a cache, and
+// the entries removed by TTL.
 func statusLine(s engine.Status) string {
 	line := fmt.Sprintf("%s: %d events, %.0f/s, seq %d", s.Job, s.EventsIn, s.EventsPerSec, s.LastSeq)
 	for _, name := range slices.Sorted(maps.Keys(s.Outputs)) {
@@ -89,10 +100,28 @@ func statusLine(s engine.Status) string {
 	if s.DeadLettered > 0 {
 		line += fmt.Sprintf(", dead-lettered %d", s.DeadLettered)
 	}
+	line += ", watermark " + watermarkString(s.Watermark)
+	line += fmt.Sprintf(", late %d, timers fired %d", s.Late, s.TimersFired)
 	for _, st := range s.State {
 		line += fmt.Sprintf(", state %s %d keys %s", st.Name, st.Keys, bytesString(st.Bytes))
+		if st.CacheHits+st.CacheMisses > 0 {
+			line += fmt.Sprintf(" hit %.1f%%", 100*st.HitRatio())
+		}
+		line += fmt.Sprintf(" expired %d", st.Expired)
 	}
 	return line
+}
+
+// watermarkString shows a watermark as a UTC time, "-" before the first
+// and "end" once a bounded run has ended.
+func watermarkString(wm int64) string {
+	switch {
+	case wm == abi.NoWatermark:
+		return "-"
+	case wm == math.MaxInt64:
+		return "end"
+	}
+	return time.UnixMilli(wm).UTC().Format("2006-01-02T15:04:05.000Z")
 }
 
 func quietLogf(string, ...any) {}

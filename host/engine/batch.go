@@ -74,6 +74,11 @@ type batch struct {
 	// marked is set by the linger ticker when it sees the batch non-empty;
 	// a marked batch still pending at the next tick is sent.
 	marked bool
+	// wm is the source's watermark when the batch was sent, wmSeq the
+	// sequence of the event that set it. The worker applies it after the
+	// batch's events. A batch without events only carries a watermark.
+	wm    int64
+	wmSeq uint64
 }
 
 func newBatch(size, nfields int) *batch {

@@ -100,7 +100,7 @@ func (m *synthMsg) Headers() nats.Header { return nil }
 // workers that only recycle batches. It must not allocate.
 func BenchmarkSourceRoute(b *testing.B) {
 	c := freqcapJob(b, 2)
-	cfg := Config{URL: "nats://unused", Job: c, Fields: freqcap.Contract().Fields, Outputs: []string{"capped"},
+	cfg := Config{URL: "nats://unused", Job: c, Fields: freqcap.Contract().Fields, Outputs: freqcap.Contract().Outputs,
 		NewFunction: func(int) (process.Function, error) { return nil, nil }}
 	e, err := New(cfg)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 	"github.com/wasmstream/wasmstream/host/process"
 	"github.com/wasmstream/wasmstream/statestore"
 	"github.com/wasmstream/wasmstream/statestore/memory"
+	"github.com/wasmstream/wasmstream/statestore/pebble"
 )
 
 // Header names the engine sets on what it publishes.
@@ -28,6 +30,16 @@ const (
 	HeaderDlqReason     = "Wasmstream-Dlq-Reason"
 	HeaderSourceSubject = "Wasmstream-Source-Subject"
 	HeaderSourceSeq     = "Wasmstream-Source-Seq"
+	// HeaderEventTime and HeaderWatermark are set on late events published
+	// to the late subject: the event's time and the watermark it was behind
+	// (ms since the Unix epoch, decimal).
+	HeaderEventTime = "Wasmstream-Event-Time"
+	HeaderWatermark = "Wasmstream-Watermark"
+	// HeaderTimerDomain and HeaderTimerTime are set on the dead letter of
+	// a timer the function rejected: "event" or "processing", and the
+	// timer's time. Its payload is the timer's payload and HeaderKey its key.
+	HeaderTimerDomain = "Wasmstream-Timer-Domain"
+	HeaderTimerTime   = "Wasmstream-Timer-Time"
 )
 
 // Defaults for Config fields left zero.
@@ -55,12 +67,18 @@ type Config struct {
 	Fields []abi.FieldDesc
 	// Outputs are the function's side outputs: Outputs[i] is port i+1.
 	Outputs []string
-	// States are the function's states, for the memory backend the engine
-	// creates when Backend is nil.
+	// States are the function's states: the engine creates the job's
+	// backend (state.backend) for them when Backend is nil, and cleans up
+	// the expired entries of those with a TTL.
 	States []abi.StateDesc
 	// Backend is the keyed state backend; the caller owns it. When nil the
-	// engine creates an in-memory backend for States and closes it.
+	// engine opens the backend the job config names (memory, or pebble in
+	// state.dir) when Run starts, and flushes and closes it when Run ends.
 	Backend statestore.Backend
+	// UsesTimers says that the function registers timers (a plugin that
+	// imports timer_register). Run refuses a backend that keeps no timers
+	// for such a function, as it does for a process.TimerFunction.
+	UsesTimers bool
 
 	// NewFunction makes the function instance of one worker. It is called
 	// once per worker when Run starts.
@@ -78,6 +96,21 @@ type Config struct {
 	// UntilCaughtUp makes Run return once it has processed every event the
 	// stream held (per the subject filter) when Run started.
 	UntilCaughtUp bool
+	// UntilSeq, when more than 0, makes Run return once it has processed
+	// the events up to this stream sequence, waiting for them if the stream
+	// does not hold them yet. With UntilCaughtUp, Run returns at whichever
+	// comes first.
+	//
+	// A bounded run (UntilCaughtUp or UntilSeq) that reaches its end raises
+	// the watermark to the maximum (math.MaxInt64) after the last event, so
+	// every remaining event-time timer fires before Run returns.
+	// Processing-time timers do not fire at the end: they stay registered.
+	UntilSeq uint64
+
+	// Clock is the processing time: it fires processing-time timers,
+	// measures the source's idle timeout and answers process.Env.Now. Nil
+	// means WallClock; tests use a ManualClock.
+	Clock Clock
 
 	// Stdout receives stdout sinks' lines; nil means os.Stdout.
 	Stdout io.Writer
@@ -102,7 +135,23 @@ type Summary struct {
 	Discarded int64
 	// DeadLettered counts events sent to the dead-letter subject.
 	DeadLettered int64
-	// State is the backend's per-state key and byte counts.
+	// Late counts late events: events whose event time was at or below the
+	// watermark when read. The job's late.policy says whether they went to
+	// the late subject, to the function, or nowhere.
+	Late int64
+	// TimersFired counts timers handed to the function, both domains.
+	TimersFired int64
+	// Watermark is the source's event-time watermark (abi.NoWatermark
+	// before the first; math.MaxInt64 once a bounded run ended).
+	Watermark int64
+	// Watermarks is each worker's watermark: the last one a batch brought
+	// it.
+	Watermarks []int64
+	// Backend names the state backend: "memory", "pebble" or, for a
+	// backend the caller gave, its Go type.
+	Backend string
+	// State is the backend's per-state statistics: keys and bytes held,
+	// cache hits and misses, expired entries removed.
 	State []statestore.StateStats
 	// LastSeq is the stream sequence of the last event read.
 	LastSeq      uint64
@@ -131,8 +180,20 @@ func (s Summary) String() string {
 	if s.Discarded > 0 {
 		fmt.Fprintf(&b, ", discarded %d", s.Discarded)
 	}
+	if s.Late > 0 {
+		fmt.Fprintf(&b, ", late %d", s.Late)
+	}
+	if s.TimersFired > 0 {
+		fmt.Fprintf(&b, ", timers fired %d", s.TimersFired)
+	}
 	for _, st := range s.State {
 		fmt.Fprintf(&b, ", state %s %d keys %d bytes", st.Name, st.Keys, st.Bytes)
+		if st.CacheHits+st.CacheMisses > 0 {
+			fmt.Fprintf(&b, " hit ratio %.3f", st.HitRatio())
+		}
+		if st.Expired > 0 {
+			fmt.Fprintf(&b, " expired %d", st.Expired)
+		}
 	}
 	return b.String()
 }
@@ -159,12 +220,21 @@ type Engine struct {
 	cfg   Config
 	job   *job.Config
 	logf  func(format string, args ...any)
-	paths []string // scanner paths: fields, then key paths, then timestamp
+	paths []string // scanner paths: fields, then key paths, then event time
 	nf    int      // plugin fields
 	keyAt int      // first key slot
-	tsAt  int      // timestamp slot or -1
+	tsAt  int      // event time slot or -1
 	ports []port
 	ran   atomic.Bool
+	clock Clock
+
+	// event time
+	timeKind   job.EventTimeKind
+	timeName   string // field path or header name
+	timeFormat string
+	bound      int64 // max out-of-orderness, ms
+	idle       int64 // idle timeout, ms; 0 = off
+	latePolicy string
 
 	// run state
 	start     time.Time
@@ -172,11 +242,19 @@ type Engine struct {
 	lastSeq   atomic.Uint64
 	dead      atomic.Int64
 	discarded atomic.Int64
+	late      atomic.Int64
+	fired     atomic.Int64
+	watermark atomic.Int64 // the source's
 	backend   statestore.Backend
+	ownsState bool                  // the engine opened backend and closes it
+	stateName string                // Summary.Backend
+	hasTTL    bool                  // some state has a TTL: workers clean up
+	timers    statestore.TimerStore // nil when the backend keeps no timers
 	workers   []*worker
 	pub       jetstream.JetStream
 	nc        *nats.Conn
-	dlq       dlqTarget
+	dlq       asideTarget
+	lateOut   asideTarget
 	stdout    *lineWriter
 	stallOpt  jetstream.PublishOpt
 
@@ -214,10 +292,26 @@ func New(cfg Config) (*Engine, error) {
 	if len(cfg.Fields) > abi.MaxFields {
 		return nil, fmt.Errorf("engine: %d fields, at most %d allowed", len(cfg.Fields), abi.MaxFields)
 	}
-	e := &Engine{cfg: cfg, job: j, logf: cfg.Logf, tsAt: -1}
+	e := &Engine{cfg: cfg, job: j, logf: cfg.Logf, tsAt: -1, clock: cfg.Clock}
+	for _, st := range cfg.States {
+		if st.TTL != nil {
+			e.hasTTL = true
+		}
+	}
 	if e.logf == nil {
 		e.logf = func(string, ...any) {}
 	}
+	if e.clock == nil {
+		e.clock = WallClock{}
+	}
+	e.watermark.Store(abi.NoWatermark)
+	e.timeKind, e.timeName, e.timeFormat = j.TimeSource()
+	e.bound = j.EventTime.MaxOutOfOrderness.D().Milliseconds()
+	e.idle = j.EventTime.IdleTimeout.D().Milliseconds()
+	if j.EventTime.IdleTimeout > 0 && e.idle == 0 {
+		e.idle = 1
+	}
+	e.latePolicy = j.LatePolicy()
 	for _, f := range cfg.Fields {
 		p := f.Path
 		if p == "" {
@@ -228,9 +322,9 @@ func New(cfg Config) (*Engine, error) {
 	e.nf = len(cfg.Fields)
 	e.keyAt = len(e.paths)
 	e.paths = append(e.paths, j.Key.Paths()...)
-	if j.Timestamp != "" {
+	if e.timeKind == job.EventTimeFromField {
 		e.tsAt = len(e.paths)
-		e.paths = append(e.paths, j.Timestamp)
+		e.paths = append(e.paths, e.timeName)
 	}
 	if _, err := jsonscan.Compile(e.paths); err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
@@ -288,6 +382,21 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 		return Summary{}, errors.New("engine: Run called twice: make a new Engine per run")
 	}
 	e.start = time.Now()
+	if err := e.openBackend(); err != nil {
+		return e.summary(), err
+	}
+	sum, err := e.run(ctx)
+	if e.ownsState {
+		// The workers have stopped: nothing else calls the backend.
+		if cerr := e.closeBackend(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}
+	return sum, err
+}
+
+// run is Run with the backend open.
+func (e *Engine) run(ctx context.Context) (Summary, error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	e.cancel = cancel
@@ -304,9 +413,6 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 	e.nc = nc
 	if err := e.setup(runCtx, nc); err != nil {
 		return e.summary(), err
-	}
-	if e.cfg.Backend == nil {
-		defer e.backend.Close()
 	}
 
 	// Workers.
@@ -353,9 +459,16 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 		}()
 	}
 
-	srcErr := e.runSource(runCtx)
+	src := e.newSource()
+	src.ctx = runCtx
+	ended, srcErr := e.runSource(runCtx, src)
 	if srcErr != nil {
 		e.fail(srcErr)
+	}
+	if ended && !e.failed() {
+		if err := src.finish(); err != nil && !errors.Is(err, errStopping) {
+			e.fail(err)
+		}
 	}
 	for _, w := range e.workers {
 		close(w.in)
@@ -442,14 +555,80 @@ func (e *Engine) setup(ctx context.Context, nc *nats.Conn) error {
 		e.dlq.core = true
 		e.logf("warning: no JetStream stream captures the dead-letter subject %s: dead letters are published without being stored (set dead_letter.create: true to keep them)", e.dlq.subject)
 	}
-
-	e.backend = e.cfg.Backend
-	if e.backend == nil {
-		b, err := memory.New(statestore.Config{States: e.cfg.States, MaxParallelism: e.job.MaxParallelism})
+	if e.latePolicy == job.LateSideOutput {
+		e.lateOut.subject = e.job.LateSubject()
+		ok, err := e.ensureCaptured(ctx, e.lateOut.subject, e.job.Late.Create)
 		if err != nil {
-			return fmt.Errorf("engine: state backend: %w", err)
+			return fmt.Errorf("engine: late (%s): %w", e.lateOut.subject, err)
 		}
-		e.backend = b
+		if !ok {
+			e.lateOut.core = true
+			// With the publish time as event time, an event is late only if
+			// the server's clock went back: no need to warn.
+			if e.timeKind != job.EventTimeFromPublish {
+				e.logf("warning: no JetStream stream captures the late-event subject %s: late events are published without being stored (set late.create: true to keep them, or late.policy: drop)", e.lateOut.subject)
+			}
+		}
+	}
+	return nil
+}
+
+// openBackend takes the caller's backend or opens the one the job config
+// names, and finds its timer store.
+func (e *Engine) openBackend() error {
+	e.backend = e.cfg.Backend
+	if e.backend != nil {
+		e.stateName = fmt.Sprintf("%T", e.backend)
+	} else {
+		sc := statestore.Config{States: e.cfg.States, MaxParallelism: e.job.MaxParallelism, Clock: e.clock.Now}
+		switch st := e.job.State; st.Backend {
+		case job.BackendPebble:
+			dir := st.ResolvedDir(e.job.Dir)
+			b, err := pebble.Open(dir, sc, pebble.Options{
+				BlockCacheBytes: int64(st.BlockCacheMB) << 20,
+				MemTableBytes:   int64(st.MemTableMB) << 20,
+				BloomBitsPerKey: st.BloomBits,
+				Compression:     st.Compression,
+				CacheBytes:      int64(st.CacheMB) << 20,
+				Logf:            e.logf,
+			})
+			if err != nil {
+				return fmt.Errorf("engine: state.backend pebble: %w", err)
+			}
+			e.backend = b
+			e.logf("state: pebble in %s", dir)
+		default:
+			b, err := memory.New(sc)
+			if err != nil {
+				return fmt.Errorf("engine: state backend: %w", err)
+			}
+			e.backend = b
+		}
+		e.ownsState = true
+		e.stateName = e.job.State.Backend
+	}
+	if ts, ok := e.backend.(statestore.TimerStore); ok {
+		e.timers = ts
+	} else if e.cfg.UsesTimers {
+		err := fmt.Errorf("engine: the function registers timers but the state backend (%s) keeps none: use a backend that implements statestore.TimerStore (memory or pebble)", e.stateName)
+		if e.ownsState {
+			_ = e.backend.Close()
+			e.backend, e.ownsState = nil, false
+		}
+		return err
+	}
+	return nil
+}
+
+// closeBackend makes the state durable and closes the backend the engine
+// opened.
+func (e *Engine) closeBackend() error {
+	if err := e.backend.Flush(); err != nil {
+		_ = e.backend.Close()
+		return fmt.Errorf("engine: state backend %s: flush: %w", e.stateName, err)
+	}
+	if err := e.backend.Close(); err != nil {
+		return fmt.Errorf("engine: state backend %s: close: %w", e.stateName, err)
 	}
 	return nil
 }
@@ -496,19 +675,28 @@ func (e *Engine) summary() Summary {
 		Outputs:      make(map[string]int64, len(e.ports)),
 		Discarded:    e.discarded.Load(),
 		DeadLettered: e.dead.Load(),
+		Late:         e.late.Load(),
+		TimersFired:  e.fired.Load(),
+		Watermark:    e.watermark.Load(),
+		Watermarks:   make([]int64, e.job.Parallelism),
 		LastSeq:      e.lastSeq.Load(),
 		Elapsed:      time.Since(e.start),
+	}
+	for i := range s.Watermarks {
+		s.Watermarks[i] = abi.NoWatermark
 	}
 	for _, p := range e.ports {
 		s.Outputs[p.name] = 0
 	}
 	for i, w := range e.workers {
 		s.Processed[i] = w.processed.Load()
+		s.Watermarks[i] = w.wm.Load()
 		for p := range e.ports {
 			s.Outputs[e.ports[p].name] += w.outputs[p].Load()
 		}
 	}
 	if e.backend != nil {
+		s.Backend = e.stateName
 		s.State = e.backend.Stats()
 	}
 	if secs := s.Elapsed.Seconds(); secs > 0 {
@@ -530,35 +718,61 @@ func sortedNames(m map[string]int64) []string {
 	return names
 }
 
-// dlqTarget is the dead-letter subject; core is set when no stream captures
-// it and dead letters are published without an ack.
-type dlqTarget struct {
+// asideTarget is a subject for events that leave the data path (dead
+// letters, late events); core is set when no stream captures it and
+// messages are published without an ack.
+type asideTarget struct {
 	subject string
 	core    bool
 }
 
+// publish sends m to the target's subject; what names the target in
+// errors.
+func (e *Engine) publishAside(t *asideTarget, m *nats.Msg, what string) error {
+	m.Subject = t.subject
+	if t.core {
+		if err := e.nc.PublishMsg(m); err != nil {
+			return fmt.Errorf("%s to %s: %w", what, t.subject, err)
+		}
+		return nil
+	}
+	if _, err := e.pub.PublishMsgAsync(m, e.stallOpt); err != nil {
+		return fmt.Errorf("%s to %s: %w", what, t.subject, err)
+	}
+	return nil
+}
+
 // deadLetter publishes payload to the dead-letter subject with the reason
-// and origin headers. orig, when not nil, contributes the original headers.
+// and origin headers (the source subject only when not empty). orig, when
+// not nil, contributes the original headers.
 func (e *Engine) deadLetter(payload []byte, reason, subject string, seq uint64, orig nats.Header) error {
 	h := make(nats.Header, len(orig)+3)
 	for k, v := range orig {
 		h[k] = v
 	}
 	h.Set(HeaderDlqReason, reason)
-	h.Set(HeaderSourceSubject, subject)
-	h.Set(HeaderSourceSeq, fmt.Sprint(seq))
-	m := &nats.Msg{Subject: e.dlq.subject, Data: payload, Header: h}
+	if subject != "" {
+		h.Set(HeaderSourceSubject, subject)
+	}
+	h.Set(HeaderSourceSeq, strconv.FormatUint(seq, 10))
 	e.dead.Add(1)
-	if e.dlq.core {
-		if err := e.nc.PublishMsg(m); err != nil {
-			return fmt.Errorf("dead letter to %s: %w", e.dlq.subject, err)
-		}
-		return nil
+	return e.publishAside(&e.dlq, &nats.Msg{Data: payload, Header: h}, "dead letter")
+}
+
+// sideOutputLate publishes a late event, with its original headers, to the
+// late subject with headers giving its event time, the watermark it missed
+// and its origin.
+func (e *Engine) sideOutputLate(msg jetstream.Msg, seq uint64, ts, wm int64) error {
+	orig := msg.Headers()
+	h := make(nats.Header, len(orig)+4)
+	for k, v := range orig {
+		h[k] = v
 	}
-	if _, err := e.pub.PublishMsgAsync(m, e.stallOpt); err != nil {
-		return fmt.Errorf("dead letter to %s: %w", e.dlq.subject, err)
-	}
-	return nil
+	h.Set(HeaderEventTime, strconv.FormatInt(ts, 10))
+	h.Set(HeaderWatermark, strconv.FormatInt(wm, 10))
+	h.Set(HeaderSourceSubject, msg.Subject())
+	h.Set(HeaderSourceSeq, strconv.FormatUint(seq, 10))
+	return e.publishAside(&e.lateOut, &nats.Msg{Data: msg.Data(), Header: h}, "late event")
 }
 
 // lineWriter serialises stdout sink lines from all workers.

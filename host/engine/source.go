@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -38,11 +40,32 @@ type source struct {
 	size   int
 	maxPar int
 	par    int
+
+	// Event time and watermarks (guarded by mu).
+	maxTs    int64   // largest event time seen
+	wm       int64   // current watermark, abi.NoWatermark before the first
+	wmSeq    uint64  // sequence of the event that set wm
+	bound    int64   // max out-of-orderness + 1, ms
+	sentWM   []int64 // per worker: the watermark its last batch carried
+	idle     int64   // idle timeout in ms, 0 = off
+	arrived  int64   // clock time of the last event, when idle > 0
+	untilSeq uint64  // last sequence to process, 0 = no end
 }
 
+// errPastEnd ends the source at the first event after Config.UntilSeq.
+var errPastEnd = errors.New("engine: past the end sequence")
+
 // runSource reads until ctx is done, the stream is caught up (with
-// UntilCaughtUp) or reading fails.
-func (e *Engine) runSource(ctx context.Context) error {
+// UntilCaughtUp), the end sequence is reached (UntilSeq) or reading fails.
+// It reports whether a bounded run reached its end.
+func (e *Engine) runSource(ctx context.Context, s *source) (ended bool, err error) {
+	err = e.readSource(ctx, s, &ended)
+	return ended, err
+}
+
+// readSource is runSource's loop; it sets *ended when a bounded run
+// reaches its end.
+func (e *Engine) readSource(ctx context.Context, s *source, ended *bool) error {
 	js, err := jetstream.New(e.nc)
 	if err != nil {
 		return fmt.Errorf("source: %w", err)
@@ -84,16 +107,25 @@ func (e *Engine) runSource(ctx context.Context) error {
 		occ.OptStartSeq = startSeq
 	}
 	until := e.cfg.UntilCaughtUp
+	untilSeq := e.cfg.UntilSeq
+	if untilSeq > 0 && policy == job.StartSequence && startSeq > untilSeq {
+		e.logf("source: start sequence %d is after the end sequence %d: nothing to process", startSeq, untilSeq)
+		*ended = true
+		return nil
+	}
 	if until {
 		switch {
 		case policy == job.StartNew:
 			e.logf("source: start: new with until-caught-up reads nothing that is already in the stream")
+			*ended = true
 			return nil
 		case info.State.Msgs == 0:
 			e.logf("source: stream %s is empty: nothing to catch up", src.Stream)
+			*ended = true
 			return nil
 		case policy == job.StartSequence && startSeq > lastSeq:
 			e.logf("source: start sequence %d is after the stream's last sequence %d: nothing to catch up", startSeq, lastSeq)
+			*ended = true
 			return nil
 		}
 	}
@@ -123,6 +155,7 @@ func (e *Engine) runSource(ctx context.Context) error {
 		ci, err := cons.Info(ctx)
 		if err == nil && ci.NumPending == 0 && ci.Delivered.Consumer == 0 {
 			e.logf("source: no events in %s match subjects %v: nothing to catch up", src.Stream, src.Subjects)
+			*ended = true
 			return nil
 		}
 	}
@@ -136,8 +169,8 @@ func (e *Engine) runSource(ctx context.Context) error {
 		}
 	}()
 
-	s := e.newSource()
 	s.ctx = ctx
+	s.untilSeq = untilSeq
 	lingerDone := make(chan struct{})
 	var lingerWG sync.WaitGroup
 	lingerWG.Add(1)
@@ -169,10 +202,16 @@ func (e *Engine) runSource(ctx context.Context) error {
 		if errors.Is(err, errStopping) {
 			return nil
 		}
+		if errors.Is(err, errPastEnd) {
+			*ended = true
+			return nil
+		}
 		if err != nil {
 			return err
 		}
-		if until && (a.seq >= lastSeq || a.pending == 0) {
+		if until && (a.seq >= lastSeq || a.pending == 0) ||
+			untilSeq > 0 && (a.seq >= untilSeq || a.pending == 0 && lastSeq >= untilSeq) {
+			*ended = true
 			return nil
 		}
 	}
@@ -180,7 +219,7 @@ func (e *Engine) runSource(ctx context.Context) error {
 
 func (e *Engine) newSource() *source {
 	sc, _ := jsonscan.Compile(e.paths) // checked in New
-	return &source{
+	s := &source{
 		e:      e,
 		cur:    make([]*batch, len(e.workers)),
 		sc:     sc,
@@ -189,10 +228,24 @@ func (e *Engine) newSource() *source {
 		size:   e.job.Batch.Size,
 		maxPar: e.job.MaxParallelism,
 		par:    e.job.Parallelism,
+		maxTs:  math.MinInt64,
+		wm:     abi.NoWatermark,
+		bound:  e.bound + 1,
+		sentWM: make([]int64, len(e.workers)),
+		idle:   e.idle,
 	}
+	for i := range s.sentWM {
+		s.sentWM[i] = abi.NoWatermark
+	}
+	if s.idle > 0 {
+		s.arrived = e.clock.Now()
+	}
+	return s
 }
 
-// lingerLoop sends partial batches that have waited about the linger time.
+// lingerLoop sends partial batches that have waited about the linger time,
+// advances the watermark of an idle source, and sends the watermark to
+// workers that have not received it.
 func (s *source) lingerLoop(done <-chan struct{}) {
 	tick := s.e.job.Batch.Linger.D() / 2
 	if tick < time.Millisecond {
@@ -216,16 +269,91 @@ func (s *source) lingerLoop(done <-chan struct{}) {
 					b.marked = true
 				}
 			}
+			if s.idle > 0 {
+				if now := s.e.clock.Now(); now-s.arrived >= s.idle {
+					s.advance(satSub(now, s.bound), s.e.lastSeq.Load())
+				}
+			}
+			_ = s.markers(false)
 			s.mu.Unlock()
 		}
 	}
 }
 
-// send hands worker w's current batch over. s.mu is held.
+// send hands worker w's current batch over, carrying the current
+// watermark: every event for w read before it is in this batch or an
+// earlier one. s.mu is held.
 func (s *source) send(w int) {
 	b := s.cur[w]
 	s.cur[w] = nil
+	b.wm, b.wmSeq = s.wm, s.wmSeq
+	s.sentWM[w] = s.wm
+	s.e.watermark.Store(s.wm)
 	s.e.workers[w].in <- b
+}
+
+// markers sends the current watermark to every worker whose last batch
+// carried an older one, as an empty batch. A worker with a partial batch
+// pending gets the watermark with that batch. Without block, a worker with
+// no free batch is skipped (the next linger tick tries again); with block,
+// markers waits for one and partial batches are sent at once. s.mu is
+// held.
+func (s *source) markers(block bool) error {
+	for w := range s.cur {
+		if s.sentWM[w] >= s.wm {
+			continue
+		}
+		if s.cur[w] != nil {
+			if block {
+				s.send(w)
+			}
+			continue
+		}
+		free := s.e.workers[w].free
+		var b *batch
+		if block {
+			select {
+			case b = <-free:
+			case <-s.ctx.Done():
+				return errStopping
+			}
+		} else {
+			select {
+			case b = <-free:
+			default:
+				continue
+			}
+		}
+		s.cur[w] = b
+		s.send(w)
+	}
+	return nil
+}
+
+// advance raises the watermark to wm, set by the event with sequence seq;
+// the watermark never goes back. s.mu is held.
+func (s *source) advance(wm int64, seq uint64) {
+	if wm > s.wm {
+		s.wm, s.wmSeq = wm, seq
+	}
+}
+
+// finish ends a bounded run: it raises the watermark to the maximum and
+// hands it to every worker after all events read, so every remaining
+// event-time timer fires.
+func (s *source) finish() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.advance(math.MaxInt64, s.e.lastSeq.Load())
+	return s.markers(true)
+}
+
+// satSub returns a-b for b ≥ 0, saturating at the smallest int64.
+func satSub(a, b int64) int64 {
+	if a < math.MinInt64+b {
+		return math.MinInt64
+	}
+	return a - b
 }
 
 // flushAll sends every non-empty batch. s.mu is held.
@@ -252,12 +380,18 @@ func (s *source) handle(msg jetstream.Msg) (ackInfo, error) {
 		}
 		a = ackInfo{seq: md.Sequence.Stream, tsNanos: md.Timestamp.UnixNano(), pending: md.NumPending}
 	}
+	if s.untilSeq > 0 && a.seq > s.untilSeq {
+		return a, errPastEnd
+	}
 	e.eventsIn.Add(1)
 	e.lastSeq.Store(a.seq)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.route(msg, a); err != nil {
 		return a, err
+	}
+	if s.idle > 0 {
+		s.arrived = e.clock.Now()
 	}
 	if a.pending == 0 {
 		s.flushAll()
@@ -276,17 +410,21 @@ func (s *source) route(msg jetstream.Msg, a ackInfo) error {
 			return s.reject(msg, a, err.Error())
 		}
 	}
-	ts := a.tsNanos / 1e6
-	if s.e.tsAt >= 0 {
-		f := s.slots[s.e.tsAt]
-		switch f.Kind {
-		case abi.FieldInt:
-			ts = f.Int()
-		case abi.FieldFloat:
-			ts = int64(f.Float())
-		default:
-			return s.reject(msg, a, "timestamp field "+e.job.Timestamp+" is "+f.Kind.String()+", want epoch milliseconds")
+	ts, problem := s.eventTime(msg, a)
+	if problem != "" {
+		return s.reject(msg, a, problem)
+	}
+	if s.wm != abi.NoWatermark && isLate(ts, s.wm) {
+		e.late.Add(1)
+		switch e.latePolicy {
+		case job.LateDrop:
+			return nil
+		case job.LateSideOutput:
+			return e.sideOutputLate(msg, a.seq, ts, s.wm)
 		}
+	} else if ts > s.maxTs {
+		s.maxTs = ts
+		s.advance(satSub(ts, s.bound), a.seq)
 	}
 
 	// The key, as bytes valid until the event is in a batch.
@@ -376,6 +514,72 @@ func (s *source) route(msg jetstream.Msg, a ackInfo) error {
 		s.send(w)
 	}
 	return nil
+}
+
+// isLate reports whether an event with time ts is late under watermark
+// wm. As in Flink, a watermark wm says no more events with a time ≤ wm are
+// expected, and event-time timers at wm have fired, so an event at wm is
+// late.
+func isLate(ts, wm int64) bool { return ts <= wm }
+
+// eventTime returns the event time of a scanned message, or the reason it
+// has none.
+func (s *source) eventTime(msg jetstream.Msg, a ackInfo) (int64, string) {
+	e := s.e
+	switch e.timeKind {
+	case job.EventTimeFromField:
+		f := s.slots[e.tsAt]
+		switch {
+		case (f.Kind == abi.FieldInt || f.Kind == abi.FieldFloat) && e.timeFormat != job.FormatRFC3339:
+			if f.Kind == abi.FieldInt {
+				return f.Int(), ""
+			}
+			return int64(f.Float()), ""
+		case f.Kind == abi.FieldString && e.timeFormat != job.FormatEpochMs:
+			if t, ok := parseRFC3339(f.Str); ok {
+				return t, ""
+			}
+			return 0, fmt.Sprintf("event time field %s: %q is not an RFC 3339 time such as 2025-01-02T15:04:05.123Z", e.timeName, f.Str)
+		}
+		return 0, "event time field " + e.timeName + " is " + f.Kind.String() + ", want " + formatWant(e.timeFormat)
+	case job.EventTimeFromHeader:
+		v := msg.Headers().Get(e.timeName)
+		if v == "" {
+			return 0, "event time header " + e.timeName + " is missing"
+		}
+		if e.timeFormat != job.FormatRFC3339 {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				return n, ""
+			}
+		}
+		if e.timeFormat != job.FormatEpochMs {
+			if t, ok := parseRFC3339(bytesOf(v)); ok {
+				return t, ""
+			}
+		}
+		return 0, fmt.Sprintf("event time header %s: %q is not %s", e.timeName, v, formatWant(e.timeFormat))
+	}
+	return a.tsNanos / 1e6, ""
+}
+
+// formatWant describes what an event-time format accepts.
+func formatWant(format string) string {
+	switch format {
+	case job.FormatEpochMs:
+		return "epoch milliseconds"
+	case job.FormatRFC3339:
+		return "an RFC 3339 time"
+	}
+	return "epoch milliseconds or an RFC 3339 time"
+}
+
+// parseRFC3339 parses an RFC 3339 time to ms since the Unix epoch.
+func parseRFC3339(b []byte) (int64, bool) {
+	t, err := time.Parse(time.RFC3339, unsafe.String(unsafe.SliceData(b), len(b)))
+	if err != nil {
+		return 0, false
+	}
+	return t.UnixMilli(), true
 }
 
 // reject dead-letters a message the source cannot route. s.mu is held.

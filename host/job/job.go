@@ -2,6 +2,7 @@ package job
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -24,7 +25,7 @@ const (
 	DefaultBatchSize      = 256
 	DefaultLinger         = 5 * time.Millisecond
 	DefaultKeySeparator   = "|"
-	DefaultStateBackend   = "memory"
+	DefaultStateBackend   = BackendMemory
 	DefaultStart          = "first"
 	MaxBatchSize          = 1 << 20
 )
@@ -32,10 +33,15 @@ const (
 // Config is a job: where events come from, how they are keyed, which plugin
 // processes them and where its outputs go.
 type Config struct {
-	Name           string     `yaml:"name"`
-	Source         Source     `yaml:"source"`
-	Key            Key        `yaml:"key"`
+	Name   string `yaml:"name"`
+	Source Source `yaml:"source"`
+	Key    Key    `yaml:"key"`
+	// Timestamp is the former way to name an event-time JSON field holding
+	// epoch milliseconds; ApplyDefaults moves it to EventTime.Field. Write
+	// event_time: {field: ...} instead.
 	Timestamp      string     `yaml:"timestamp,omitempty"`
+	EventTime      EventTime  `yaml:"event_time,omitempty"`
+	Late           Late       `yaml:"late,omitempty"`
 	Plugin         Plugin     `yaml:"plugin"`
 	Parallelism    int        `yaml:"parallelism,omitempty"`
 	MaxParallelism int        `yaml:"max_parallelism,omitempty"`
@@ -106,6 +112,70 @@ func (k Key) Paths() []string {
 	return k.Fields
 }
 
+// Where event time comes from (EventTime.Source).
+const (
+	// TimeFromPublish is the JetStream publish time of the message.
+	TimeFromPublish = "publish_time"
+)
+
+// Event time formats (EventTime.Format).
+const (
+	// FormatEpochMs is milliseconds since the Unix epoch: a JSON number
+	// (a fraction is truncated) or, in a header, a decimal integer.
+	FormatEpochMs = "epoch_ms"
+	// FormatRFC3339 is an RFC 3339 timestamp string such as
+	// "2025-01-02T15:04:05.123Z".
+	FormatRFC3339 = "rfc3339"
+	// FormatAuto reads a JSON number or a header of digits as epoch_ms and
+	// any other string as rfc3339.
+	FormatAuto = "auto"
+)
+
+// EventTime says where an event's time comes from and how watermarks
+// follow it. At most one of Field, Header and Source is set; none means the
+// publish time.
+type EventTime struct {
+	// Field is a dotted JSON path to the event time.
+	Field string `yaml:"field,omitempty"`
+	// Header is the name of a message header holding the event time.
+	Header string `yaml:"header,omitempty"`
+	// Source is "publish_time": the JetStream publish time (the default).
+	Source string `yaml:"source,omitempty"`
+	// Format is epoch_ms, rfc3339 or auto (default) for Field and Header.
+	Format string `yaml:"format,omitempty"`
+	// MaxOutOfOrderness bounds how far behind the latest event time an
+	// event may arrive and still be on time: the watermark is the largest
+	// event time seen minus this bound minus 1ms. Default 0.
+	MaxOutOfOrderness Duration `yaml:"max_out_of_orderness,omitempty"`
+	// IdleTimeout, when more than 0, advances the watermark with the
+	// processing time (now minus MaxOutOfOrderness minus 1ms) once no event
+	// has arrived for that long, so event-time timers fire on a quiet
+	// stream. 0 (default) leaves the watermark where the events put it.
+	IdleTimeout Duration `yaml:"idle_timeout,omitempty"`
+}
+
+// Late-event policies (Late.Policy).
+const (
+	// LateSideOutput publishes late events to Late.Subject.
+	LateSideOutput = "side_output"
+	// LateProcess hands late events to the function like any other.
+	LateProcess = "process"
+	// LateDrop drops late events; they are only counted.
+	LateDrop = "drop"
+)
+
+// Late says what happens to a late event: one whose event time is at or
+// below the watermark when the source reads it.
+type Late struct {
+	// Policy is side_output (default), process or drop.
+	Policy string `yaml:"policy,omitempty"`
+	// Subject receives late events under side_output; default
+	// "<name>.late".
+	Subject string `yaml:"subject,omitempty"`
+	// Create makes a stream capturing Subject when no stream does.
+	Create bool `yaml:"create,omitempty"`
+}
+
 // Plugin is the process function.
 type Plugin struct {
 	// Path is a .wasm file or a Go source directory to build, relative to
@@ -136,9 +206,53 @@ type Batch struct {
 	Linger Duration `yaml:"linger,omitempty"`
 }
 
-// State selects the keyed state backend.
+// State backends (State.Backend).
+const (
+	// BackendMemory keeps state in Go maps: fastest, lost with the process.
+	BackendMemory = "memory"
+	// BackendPebble keeps state in a Pebble database in State.Dir, behind a
+	// write-back cache of State.CacheMB.
+	BackendPebble = "pebble"
+)
+
+// Defaults of the Pebble state options, applied when the backend is pebble.
+const (
+	DefaultBlockCacheMB = 64
+	DefaultMemTableMB   = 16
+	DefaultBloomBits    = 10
+	DefaultCompression  = "snappy"
+	DefaultStateCacheMB = 256
+)
+
+// State selects the keyed state backend and tunes the Pebble one. Every
+// field but Backend applies to pebble only.
 type State struct {
+	// Backend is memory (default) or pebble.
 	Backend string `yaml:"backend,omitempty"`
+	// Dir is the Pebble state directory, relative to the config file;
+	// required for pebble. It is created when absent. A directory written
+	// for another max_parallelism or other states is refused.
+	Dir string `yaml:"dir,omitempty"`
+	// BlockCacheMB is the size of Pebble's block cache (default 64).
+	BlockCacheMB int `yaml:"block_cache_mb,omitempty"`
+	// MemTableMB is the size of one Pebble memtable (default 16).
+	MemTableMB int `yaml:"memtable_mb,omitempty"`
+	// BloomBits is the bloom filter bits per key: 0 means the default
+	// (10), -1 turns bloom filters off.
+	BloomBits int `yaml:"bloom_bits,omitempty"`
+	// Compression of Pebble's table blocks: zstd, snappy (default) or none.
+	Compression string `yaml:"compression,omitempty"`
+	// CacheMB bounds the write-back cache of state records in front of
+	// Pebble (default 256), shared evenly among key groups.
+	CacheMB int `yaml:"cache_mb,omitempty"`
+}
+
+// ResolvedDir returns Dir made absolute against dir (the config's Dir).
+func (s State) ResolvedDir(dir string) string {
+	if s.Dir == "" || filepath.IsAbs(s.Dir) {
+		return s.Dir
+	}
+	return filepath.Join(dir, s.Dir)
 }
 
 // Sink types.
@@ -294,6 +408,7 @@ var (
 	sectionOfType     = map[string]string{
 		"Config": "the job", "Source": "source", "Key": "key", "Plugin": "plugin",
 		"Batch": "batch", "State": "state", "Sink": "sinks[]", "DeadLetter": "dead_letter",
+		"EventTime": "event_time", "Late": "late",
 	}
 )
 
@@ -336,12 +451,14 @@ func keyOnLine(src []byte, n int) string {
 
 func knownKeys(typ string) string {
 	keys := map[string][]string{
-		"Config":     {"name", "source", "key", "timestamp", "plugin", "parallelism", "max_parallelism", "batch", "state", "sinks", "dead_letter"},
+		"Config":     {"name", "source", "key", "event_time", "late", "plugin", "parallelism", "max_parallelism", "batch", "state", "sinks", "dead_letter", "timestamp"},
+		"EventTime":  {"field", "header", "source", "format", "max_out_of_orderness", "idle_timeout"},
+		"Late":       {"policy", "subject", "create"},
 		"Source":     {"stream", "subjects", "start", "create"},
 		"Key":        {"field", "fields", "separator", "subject_token", "header"},
 		"Plugin":     {"path", "config", "memory_limit_mb", "call_timeout", "fields"},
 		"Batch":      {"size", "linger"},
-		"State":      {"backend"},
+		"State":      {"backend", "dir", "block_cache_mb", "memtable_mb", "bloom_bits", "compression", "cache_mb"},
 		"Sink":       {"output", "type", "subject", "create"},
 		"DeadLetter": {"subject", "create"},
 	}[typ]
@@ -371,9 +488,104 @@ func (c *Config) ApplyDefaults() {
 	if c.State.Backend == "" {
 		c.State.Backend = DefaultStateBackend
 	}
+	if st := &c.State; st.Backend == BackendPebble {
+		if st.BlockCacheMB == 0 {
+			st.BlockCacheMB = DefaultBlockCacheMB
+		}
+		if st.MemTableMB == 0 {
+			st.MemTableMB = DefaultMemTableMB
+		}
+		if st.BloomBits == 0 {
+			st.BloomBits = DefaultBloomBits
+		}
+		if st.Compression == "" {
+			st.Compression = DefaultCompression
+		}
+		if st.CacheMB == 0 {
+			st.CacheMB = DefaultStateCacheMB
+		}
+	}
 	if c.DeadLetter.Subject == "" && c.Name != "" {
 		c.DeadLetter.Subject = c.Name + ".dlq"
 	}
+	et := &c.EventTime
+	if c.Timestamp != "" && et.Field == "" && et.Header == "" && et.Source == "" {
+		et.Field = c.Timestamp
+		if et.Format == "" {
+			et.Format = FormatEpochMs
+		}
+		c.Timestamp = ""
+	}
+	switch {
+	case et.Field != "" || et.Header != "":
+		if et.Format == "" {
+			et.Format = FormatAuto
+		}
+	case et.Source == "":
+		et.Source = TimeFromPublish
+	}
+	if c.Late.Policy == "" {
+		c.Late.Policy = LateSideOutput
+	}
+	if c.Late.Subject == "" && c.Name != "" {
+		c.Late.Subject = c.Name + ".late"
+	}
+}
+
+// EventTimeKind says which of the event-time sources a validated config
+// uses.
+type EventTimeKind int
+
+// Event-time sources.
+const (
+	// EventTimeFromPublish is the JetStream publish time.
+	EventTimeFromPublish EventTimeKind = iota
+	// EventTimeFromField is a JSON field of the event.
+	EventTimeFromField
+	// EventTimeFromHeader is a message header.
+	EventTimeFromHeader
+)
+
+// TimeSource returns where event time comes from, the field path or header
+// name (empty for the publish time) and the format (auto when left out). It
+// assumes a validated config; the former top-level timestamp counts as
+// event_time.field with format epoch_ms.
+func (c *Config) TimeSource() (kind EventTimeKind, name, format string) {
+	et := c.EventTime
+	format = et.Format
+	switch {
+	case et.Field != "":
+		kind, name = EventTimeFromField, et.Field
+	case et.Header != "":
+		kind, name = EventTimeFromHeader, et.Header
+	case c.Timestamp != "" && et.Source == "":
+		kind, name = EventTimeFromField, c.Timestamp
+		if format == "" {
+			format = FormatEpochMs
+		}
+	default:
+		return EventTimeFromPublish, "", ""
+	}
+	if format == "" {
+		format = FormatAuto
+	}
+	return kind, name, format
+}
+
+// LatePolicy returns Late.Policy, side_output when left out.
+func (c *Config) LatePolicy() string {
+	if c.Late.Policy == "" {
+		return LateSideOutput
+	}
+	return c.Late.Policy
+}
+
+// LateSubject returns Late.Subject, "<name>.late" when left out.
+func (c *Config) LateSubject() string {
+	if c.Late.Subject == "" {
+		return c.Name + ".late"
+	}
+	return c.Late.Subject
 }
 
 // Validate checks the config and returns every problem found, each naming
@@ -446,11 +658,7 @@ func (c *Config) Validate() error {
 	if c.Key.Separator != "" && len(c.Key.Fields) == 0 {
 		bad("key.separator", "only applies to key.fields: remove it or list the fields")
 	}
-	if c.Timestamp != "" {
-		if err := checkPath(c.Timestamp); err != nil {
-			bad("timestamp", "%v", err)
-		}
-	}
+	c.validateTime(bad)
 
 	// plugin
 	if c.Plugin.Path == "" {
@@ -482,14 +690,7 @@ func (c *Config) Validate() error {
 		bad("batch.linger", "must be more than 0 and at most 1m, got %s", c.Batch.Linger)
 	}
 
-	// state
-	switch c.State.Backend {
-	case "memory":
-	case "pebble":
-		bad("state.backend", "pebble is not available yet: use backend: memory")
-	default:
-		bad("state.backend", "%q is not a state backend: use memory", c.State.Backend)
-	}
+	c.validateState(bad)
 
 	// sinks
 	for i, s := range c.Sinks {
@@ -529,6 +730,114 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateState checks the state section. Zero Pebble options mean their
+// defaults, so a config built in code may leave them out.
+func (c *Config) validateState(bad func(field, format string, args ...any)) {
+	st := c.State
+	switch st.Backend {
+	case BackendMemory:
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{
+			{"dir", st.Dir != ""}, {"block_cache_mb", st.BlockCacheMB != 0}, {"memtable_mb", st.MemTableMB != 0},
+			{"bloom_bits", st.BloomBits != 0}, {"compression", st.Compression != ""}, {"cache_mb", st.CacheMB != 0},
+		} {
+			if f.set {
+				bad("state."+f.name, "only applies to backend: pebble: remove it or set state.backend: pebble")
+			}
+		}
+		return
+	case BackendPebble:
+	default:
+		bad("state.backend", "%q is not a state backend: use memory or pebble", st.Backend)
+		return
+	}
+	if st.Dir == "" {
+		bad("state.dir", "missing: backend pebble keeps its state in a directory, e.g. dir: state/%s (relative to the config file)", cmp.Or(c.Name, "job"))
+	}
+	if st.BlockCacheMB < 0 || st.BlockCacheMB > 1<<20 {
+		bad("state.block_cache_mb", "must be 1..%d (0 means %d), got %d", 1<<20, DefaultBlockCacheMB, st.BlockCacheMB)
+	}
+	if st.MemTableMB < 0 || st.MemTableMB >= 4096 {
+		bad("state.memtable_mb", "must be 1..4095 (0 means %d), got %d", DefaultMemTableMB, st.MemTableMB)
+	}
+	if st.BloomBits < -1 || st.BloomBits > 64 {
+		bad("state.bloom_bits", "must be 1..64 bits per key, 0 for the default (%d) or -1 to turn bloom filters off, got %d", DefaultBloomBits, st.BloomBits)
+	}
+	switch st.Compression {
+	case "", "zstd", "snappy", "none":
+	default:
+		bad("state.compression", "%q: use zstd, snappy or none", st.Compression)
+	}
+	if st.CacheMB < 0 || st.CacheMB > 1<<20 {
+		bad("state.cache_mb", "must be 1..%d (0 means %d), got %d", 1<<20, DefaultStateCacheMB, st.CacheMB)
+	}
+}
+
+// validateTime checks event_time, late and the former timestamp key.
+func (c *Config) validateTime(bad func(field, format string, args ...any)) {
+	et := c.EventTime
+	if c.Timestamp != "" {
+		if et.Field != "" || et.Header != "" || et.Source != "" {
+			bad("timestamp", "replaced by event_time: remove timestamp and keep event_time (write event_time: {field: %s, format: epoch_ms} for the same behaviour)", c.Timestamp)
+		} else if err := checkPath(c.Timestamp); err != nil {
+			bad("timestamp", "%v", err)
+		}
+	}
+	set := 0
+	if et.Field != "" {
+		set++
+		if err := checkPath(et.Field); err != nil {
+			bad("event_time.field", "%v", err)
+		}
+	}
+	if et.Header != "" {
+		set++
+		if strings.ContainsAny(et.Header, " \t\r\n:") {
+			bad("event_time.header", "%q is not a header name: use letters, digits and '-'", et.Header)
+		}
+	}
+	switch et.Source {
+	case "":
+	case TimeFromPublish:
+		set++
+	default:
+		bad("event_time.source", "%q: the only source is publish_time; for a JSON field or a header set event_time.field or event_time.header instead", et.Source)
+	}
+	if set > 1 {
+		bad("event_time", "set one of field, header and source (publish_time), got %d", set)
+	}
+	switch et.Format {
+	case "":
+	case FormatEpochMs, FormatRFC3339, FormatAuto:
+		if et.Field == "" && et.Header == "" && c.Timestamp == "" {
+			bad("event_time.format", "applies to event_time.field or event_time.header only: remove it (the publish time needs no format)")
+		}
+	default:
+		bad("event_time.format", "%q: use epoch_ms, rfc3339 or auto", et.Format)
+	}
+	if et.MaxOutOfOrderness < 0 {
+		bad("event_time.max_out_of_orderness", "must not be negative, got %s", et.MaxOutOfOrderness)
+	}
+	if et.IdleTimeout < 0 {
+		bad("event_time.idle_timeout", "must not be negative, got %s (0 turns idleness off)", et.IdleTimeout)
+	}
+
+	switch c.Late.Policy {
+	case "", LateSideOutput, LateProcess, LateDrop:
+	default:
+		bad("late.policy", "%q: use side_output, process or drop", c.Late.Policy)
+	}
+	if c.Late.Subject != "" {
+		if err := checkSubject(c.Late.Subject, false); err != nil {
+			bad("late.subject", "%v", err)
+		} else if src := c.overlapsSource(c.Late.Subject); src != "" {
+			bad("late.subject", "%q is read by the source (subject %q): late events would be consumed again; use another subject", c.Late.Subject, src)
+		}
+	}
 }
 
 // overlapsSource returns the source subject filter that subj matches, or "".

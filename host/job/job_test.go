@@ -108,6 +108,34 @@ func TestLoadResolvesPluginPath(t *testing.T) {
 	}
 }
 
+func TestPebbleState(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "job.yaml")
+	if err := os.WriteFile(p, []byte(minimal+"state: {backend: pebble, dir: state/fc, bloom_bits: -1, compression: zstd}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := State{Backend: BackendPebble, Dir: "state/fc", BlockCacheMB: DefaultBlockCacheMB, MemTableMB: DefaultMemTableMB,
+		BloomBits: -1, Compression: "zstd", CacheMB: DefaultStateCacheMB}
+	if c.State != want {
+		t.Errorf("state %+v, want %+v", c.State, want)
+	}
+	if got := c.State.ResolvedDir(c.Dir); got != filepath.Join(dir, "state", "fc") {
+		t.Errorf("state dir %q, want it relative to the config file", got)
+	}
+	c, err = Parse([]byte(minimal + "state: {backend: pebble, dir: /abs/s, block_cache_mb: 8, memtable_mb: 4, bloom_bits: 0, cache_mb: 32}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = State{Backend: BackendPebble, Dir: "/abs/s", BlockCacheMB: 8, MemTableMB: 4, BloomBits: DefaultBloomBits, Compression: DefaultCompression, CacheMB: 32}
+	if c.State != want || c.State.ResolvedDir("/elsewhere") != "/abs/s" {
+		t.Errorf("state %+v, want %+v", c.State, want)
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	base := func(repl ...string) string {
 		return strings.NewReplacer(repl...).Replace(minimal)
@@ -139,8 +167,15 @@ func TestParseErrors(t *testing.T) {
 		{"batch size", minimal + "batch: {size: -3}\n", []string{"batch.size"}},
 		{"linger unitless", minimal + "batch: {linger: 5}\n", []string{"no unit", "5ms"}},
 		{"linger bad", minimal + "batch: {linger: soon}\n", []string{"not a duration"}},
-		{"pebble", minimal + "state: {backend: pebble}\n", []string{"state.backend: pebble is not available yet", "memory"}},
-		{"bad backend", minimal + "state: {backend: redis}\n", []string{"state.backend", "redis"}},
+		{"pebble without dir", minimal + "state: {backend: pebble}\n", []string{"state.dir: missing", "relative to the config file"}},
+		{"pebble compression", minimal + "state: {backend: pebble, dir: s, compression: lz4}\n", []string{"state.compression", "lz4", "zstd, snappy or none"}},
+		{"pebble bloom", minimal + "state: {backend: pebble, dir: s, bloom_bits: -2}\n", []string{"state.bloom_bits", "-1 to turn bloom filters off"}},
+		{"pebble memtable", minimal + "state: {backend: pebble, dir: s, memtable_mb: 5000}\n", []string{"state.memtable_mb: must be 1..4095"}},
+		{"pebble cache", minimal + "state: {backend: pebble, dir: s, cache_mb: -1}\n", []string{"state.cache_mb"}},
+		{"pebble block cache", minimal + "state: {backend: pebble, dir: s, block_cache_mb: -1}\n", []string{"state.block_cache_mb"}},
+		{"memory with dir", minimal + "state: {dir: s}\n", []string{"state.dir: only applies to backend: pebble"}},
+		{"unknown state key", minimal + "state: {backend: pebble, dir: s, cache: 3}\n", []string{`unknown key "cache" in state`, "cache_mb"}},
+		{"bad backend", minimal + "state: {backend: redis}\n", []string{"state.backend", "redis", "memory or pebble"}},
 		{"sink type", base("type: jetstream", "type: kafka"), []string{"sinks[0].type", "kafka"}},
 		{"sink subject missing", base("    subject: freqcap.capped", ""), []string{"sinks[0].subject: missing"}},
 		{"sink wildcard", base("subject: freqcap.capped", "subject: freqcap.*"), []string{"sinks[0].subject", "wildcard"}},
@@ -149,6 +184,20 @@ func TestParseErrors(t *testing.T) {
 		{"stdout subject", base("type: jetstream", "type: stdout"), []string{"sinks[0].subject", "stdout"}},
 		{"dlq loops", minimal + "dead_letter: {subject: views.dlq}\n", []string{"dead_letter.subject", "consumed again"}},
 		{"wrong type", minimal + "parallelism: many\n", []string{"parallelism", "many"}},
+		{"event time two sources", minimal + "event_time: {field: t, header: T}\n", []string{"event_time: set one of field, header and source"}},
+		{"event time source", minimal + "event_time: {source: ingest_time}\n", []string{"event_time.source", "publish_time"}},
+		{"event time format", minimal + "event_time: {field: t, format: unix}\n", []string{"event_time.format", "epoch_ms, rfc3339 or auto"}},
+		{"event time format publish", minimal + "event_time: {format: rfc3339}\n", []string{"event_time.format", "field or event_time.header only"}},
+		{"event time bad path", minimal + "event_time: {field: a..b}\n", []string{"event_time.field", "empty segment"}},
+		{"event time bad header", minimal + "event_time: {header: \"a b\"}\n", []string{"event_time.header"}},
+		{"negative bound", minimal + "event_time: {max_out_of_orderness: -1s}\n", []string{"event_time.max_out_of_orderness: must not be negative"}},
+		{"negative idle", minimal + "event_time: {idle_timeout: -1s}\n", []string{"event_time.idle_timeout: must not be negative"}},
+		{"bound unitless", minimal + "event_time: {max_out_of_orderness: 500}\n", []string{"no unit", "500ms"}},
+		{"unknown event time key", minimal + "event_time: {feild: t}\n", []string{`unknown key "feild" in event_time`, "field, header, source"}},
+		{"timestamp and event time", minimal + "timestamp: t\nevent_time: {header: T}\n", []string{"timestamp: replaced by event_time", "event_time: {field: t, format: epoch_ms}"}},
+		{"late policy", minimal + "late: {policy: keep}\n", []string{"late.policy", "side_output, process or drop"}},
+		{"late loops", minimal + "late: {subject: views.late}\n", []string{"late.subject", "consumed again"}},
+		{"late wildcard", minimal + "late: {subject: \"x.*\"}\n", []string{"late.subject", "wildcard"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -162,6 +211,61 @@ func TestParseErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestEventTimeConfig(t *testing.T) {
+	c, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, name, format := c.TimeSource(); k != EventTimeFromPublish || name != "" || format != "" {
+		t.Errorf("default TimeSource = %v %q %q, want the publish time", k, name, format)
+	}
+	if c.EventTime.Source != TimeFromPublish || c.EventTime.MaxOutOfOrderness != 0 || c.EventTime.IdleTimeout != 0 {
+		t.Errorf("default event_time %+v", c.EventTime)
+	}
+	if c.LatePolicy() != LateSideOutput || c.Late.Subject != "freqcap.late" || c.LateSubject() != "freqcap.late" {
+		t.Errorf("default late %+v", c.Late)
+	}
+
+	c, err = Parse([]byte(minimal + `
+event_time: {field: e.ts, format: rfc3339, max_out_of_orderness: 5s, idle_timeout: 1m}
+late: {policy: drop, subject: freqcap.too-late, create: true}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, name, format := c.TimeSource(); k != EventTimeFromField || name != "e.ts" || format != FormatRFC3339 {
+		t.Errorf("TimeSource = %v %q %q", k, name, format)
+	}
+	if c.EventTime.MaxOutOfOrderness.D() != 5*time.Second || c.EventTime.IdleTimeout.D() != time.Minute {
+		t.Errorf("durations %+v", c.EventTime)
+	}
+	if c.LatePolicy() != LateDrop || c.LateSubject() != "freqcap.too-late" || !c.Late.Create {
+		t.Errorf("late %+v", c.Late)
+	}
+
+	c, err = Parse([]byte(minimal + "event_time: {header: Event-Time}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, name, format := c.TimeSource(); k != EventTimeFromHeader || name != "Event-Time" || format != FormatAuto {
+		t.Errorf("TimeSource = %v %q %q", k, name, format)
+	}
+
+	// The former timestamp key is event_time.field in epoch milliseconds.
+	c, err = Parse([]byte(minimal + "timestamp: log_time\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, name, format := c.TimeSource(); k != EventTimeFromField || name != "log_time" || format != FormatEpochMs || c.Timestamp != "" {
+		t.Errorf("legacy timestamp: TimeSource = %v %q %q, Timestamp %q", k, name, format, c.Timestamp)
+	}
+	// Set without ApplyDefaults, it still counts.
+	c = &Config{Timestamp: "t"}
+	if k, name, format := c.TimeSource(); k != EventTimeFromField || name != "t" || format != FormatEpochMs {
+		t.Errorf("legacy timestamp without defaults: TimeSource = %v %q %q", k, name, format)
 	}
 }
 

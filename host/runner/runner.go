@@ -29,6 +29,12 @@ type Options struct {
 	// UntilCaughtUp stops the job once it has processed what the stream
 	// held when it started.
 	UntilCaughtUp bool
+	// UntilSeq, when more than 0, stops the job once it has processed the
+	// stream up to this sequence (engine.Config.UntilSeq).
+	UntilSeq uint64
+	// Clock is the processing time; nil means the wall clock
+	// (engine.Config.Clock).
+	Clock engine.Clock
 	// Status is called periodically with the job's counters.
 	Status      func(engine.Status)
 	StatusEvery time.Duration
@@ -74,7 +80,8 @@ func Prepare(ctx context.Context, cfg *job.Config, opts Options) (*Job, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	p, err := plugin.Load(ctx, cfg.Name, wasm, plugin.Options{
+	// The plugin is named by its contract, so a trap names the plugin.
+	p, err := plugin.Load(ctx, "", wasm, plugin.Options{
 		MemoryLimitMB: cfg.Plugin.MemoryLimitMB,
 		CallTimeout:   cfg.Plugin.CallTimeout.D(),
 		Log: func(level int, name, msg string) {
@@ -91,6 +98,7 @@ func Prepare(ctx context.Context, cfg *job.Config, opts Options) (*Job, error) {
 		return nil, err
 	}
 	j.Plugin = p
+	j.engine.UsesTimers = p.UsesTimers()
 	return j, nil
 }
 
@@ -130,13 +138,15 @@ func prepare(cfg *job.Config, c abi.Contract, newFunction func(int) (process.Fun
 			Status:        opts.Status,
 			StatusEvery:   opts.StatusEvery,
 			UntilCaughtUp: opts.UntilCaughtUp,
+			UntilSeq:      opts.UntilSeq,
+			Clock:         opts.Clock,
 			Stdout:        opts.Stdout,
 		},
 	}, nil
 }
 
-// Run runs the job until ctx is done, the job fails, or (UntilCaughtUp) the
-// stream is processed.
+// Run runs the job until ctx is done, the job fails, or (UntilCaughtUp,
+// UntilSeq) the stream is processed up to its end.
 func (j *Job) Run(ctx context.Context) (engine.Summary, error) {
 	e, err := engine.New(j.engine)
 	if err != nil {

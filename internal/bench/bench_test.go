@@ -49,3 +49,45 @@ func TestRun(t *testing.T) {
 		}
 	}
 }
+
+func TestRunPebble(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	r, err := Run(ctx, Options{Events: 5_000, Users: 2_000, Parallelism: 2, State: "pebble", Uniform: 3_000, CacheMB: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != "pebble" || r.CacheMB != 1 || r.Native != 0 {
+		t.Errorf("result %+v: want pebble with cache_mb 1 and no native run", r)
+	}
+	if r.Wasm <= 0 || r.WasmPebble <= 0 || r.PebbleOverMemory != r.WasmPebble/r.Wasm {
+		t.Errorf("rates memory %v, pebble %v, ratio %v: want positive rates and their ratio", r.Wasm, r.WasmPebble, r.PebbleOverMemory)
+	}
+	if r.CappedWasm <= 0 || r.CappedPebble != r.CappedWasm {
+		t.Errorf("capped pairs: memory %d, pebble %d; want equal and positive", r.CappedWasm, r.CappedPebble)
+	}
+	u := r.Uniform
+	if u == nil {
+		t.Fatal("no uniform run")
+	}
+	// Each user's one view registers two timers; the run ends with every
+	// window closed.
+	if u.Keys != 3_000 || u.EventsPerSec <= 0 || u.TimersFired != 6_000 || u.PeakRSSBytes <= 0 || u.RSSScope != "bench" {
+		t.Errorf("uniform run %+v", *u)
+	}
+}
+
+func TestUniformEvents(t *testing.T) {
+	for _, n := range []int{1, 7, 1000, 4096} {
+		st := stride(n)
+		seen := make(map[string]bool, n)
+		for i := range n {
+			ev := string(uniformEvent(nil, i, n, st))
+			user := ev[len(`{"user_no":`):strings.Index(ev, ",")]
+			if seen[user] {
+				t.Fatalf("n=%d: user %s appears twice", n, user)
+			}
+			seen[user] = true
+		}
+	}
+}

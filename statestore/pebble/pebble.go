@@ -62,6 +62,7 @@ type Backend struct {
 	dir    string
 	closed bool
 	timers timerStore
+	snaps  snapState // snapshot.go
 }
 
 var _ statestore.Backend = (*Backend)(nil)
@@ -118,6 +119,8 @@ func (o *Options) pebbleOptions() (*pebble.Options, error) {
 		CacheSize:    orDefault(o.BlockCacheBytes, DefaultBlockCacheBytes),
 		MemTableSize: uint64(orDefault(o.MemTableBytes, DefaultMemTableBytes)),
 		Logger:       logger{o.Logf},
+		// Every snapshot copies the MANIFEST: keep it small.
+		MaxManifestFileSize: maxManifestBytes,
 	}
 	bits := o.BloomBitsPerKey
 	if bits == 0 {
@@ -177,6 +180,10 @@ func Open(dir string, cfg statestore.Config, o Options) (*Backend, error) {
 	b := &Backend{Store: s, db: db, dir: dir}
 	b.timers.init(cfg.MaxParallelism, &o)
 	b.timers.count.Store(timerCount)
+	if err := b.initSnapshots(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return b, nil
 }
 
@@ -365,6 +372,10 @@ func prefixEnd(p []byte) []byte {
 type disk struct {
 	db     *pebble.DB
 	states []abi.StateDesc
+	// saved is the statistics SaveStats last wrote: unchanged ones are
+	// not written again, so an idle Flush adds nothing to the memtable
+	// (and a snapshot of an idle backend no table).
+	saved []byte
 }
 
 func (d *disk) Load(kg uint16, st int, key []byte, fn func(suffix, raw []byte) error) error {
@@ -440,13 +451,26 @@ func (d *disk) ScanExpired(kg uint16, dom int, now int64, fn func(exp int64, st 
 func (d *disk) NewBatch() core.Batch { return &batch{b: d.db.NewBatch()} }
 
 func (d *disk) SaveStats(keys, byts []int64) error {
+	var all []byte
+	for i := range keys {
+		all = binary.AppendUvarint(all, uint64(max(keys[i], 0)))
+		all = binary.AppendUvarint(all, uint64(max(byts[i], 0)))
+	}
+	if d.saved != nil && bytes.Equal(all, d.saved) {
+		// Only sync what was committed before.
+		return d.db.LogData(nil, pebble.Sync)
+	}
 	b := d.db.NewBatch()
 	for i := range keys {
 		v := binary.AppendUvarint(nil, uint64(max(keys[i], 0)))
 		v = binary.AppendUvarint(v, uint64(max(byts[i], 0)))
 		b.Set(statsKey(i), v, nil)
 	}
-	return b.Commit(pebble.Sync)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	d.saved = all
+	return nil
 }
 
 type batch struct {

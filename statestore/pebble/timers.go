@@ -56,8 +56,9 @@ const (
 type timerStore struct {
 	groups     []timerGroup
 	count      atomic.Int64
-	batchBytes int // per key group
-	headBytes  int // per key group and domain
+	saved      int64 // the count flushTimers last wrote, plus 1; 0 = none
+	batchBytes int   // per key group
+	headBytes  int   // per key group and domain
 }
 
 type timerGroup struct {
@@ -526,10 +527,15 @@ func (b *Backend) flushTimers() error {
 			return err
 		}
 	}
-	n := strconv.FormatInt(b.timers.count.Load(), 10)
+	c := b.timers.count.Load()
+	if b.timers.saved == c+1 {
+		return nil // unchanged: write nothing (see disk.saved)
+	}
+	n := strconv.FormatInt(c, 10)
 	if err := b.db.Set(metaKey("timers"), []byte(n), pebble.NoSync); err != nil {
 		return fmt.Errorf("wasmstream: writing the timer count: %w", err)
 	}
+	b.timers.saved = c + 1
 	return nil
 }
 
