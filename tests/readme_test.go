@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wasmstream/wasmstream/host/job"
 	"github.com/wasmstream/wasmstream/host/plugin"
 	"github.com/wasmstream/wasmstream/internal/wasmbuild"
 )
@@ -52,5 +53,33 @@ func TestREADMEPlugin(t *testing.T) {
 	c := p.Contract()
 	if len(c.States) != 1 || c.States[0].Name != "views" || len(c.Outputs) != 1 || c.Outputs[0] != "capped" {
 		t.Errorf("the README's plugin declares %+v, want state views and output capped", c)
+	}
+}
+
+// TestREADMEJobConfig parses the job config reference in README.md: every
+// key it documents must be one the parser knows, with a valid value.
+func TestREADMEJobConfig(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(readme)
+	start := strings.Index(s, "### Job config reference")
+	if start < 0 {
+		t.Fatal("README.md has no job config reference")
+	}
+	s = s[start:]
+	i := strings.Index(s, "```yaml\n")
+	if i < 0 {
+		t.Fatal("the job config reference has no ```yaml block")
+	}
+	src := s[i+len("```yaml\n"):]
+	src = src[:strings.Index(src, "```")]
+	cfg, err := job.Parse([]byte(src))
+	if err != nil {
+		t.Fatalf("the README's job config does not parse: %v", err)
+	}
+	if cfg.Name != "freqcap" || cfg.Parallelism != 2 || cfg.EventTime.Field != "log_time" {
+		t.Errorf("parsed %+v", cfg)
 	}
 }

@@ -29,7 +29,8 @@ Usage:
   wasmstream run -f job.yaml [flags]   run a job
   wasmstream plugin build DIR [-o F]   build a Go plugin package to a .wasm file
   wasmstream plugin inspect FILE       show a plugin's imports, exports and contract
-  wasmstream bench [flags]             measure raw consume, native and Wasm throughput
+  wasmstream bench [flags]             measure raw consume, native and Wasm throughput;
+                                       --state pebble: memory vs Pebble state
   wasmstream version                   print the version
 
 Run 'wasmstream COMMAND -h' for a command's flags.
