@@ -1,0 +1,415 @@
+package memory
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"slices"
+
+	"github.com/wasmstream/wasmstream/abi"
+	"github.com/wasmstream/wasmstream/statestore"
+	"github.com/wasmstream/wasmstream/statestore/internal/core"
+)
+
+// Snapshots
+//
+// The synchronous part of a snapshot (Backend.Snapshot) serialises the key
+// groups it covers into memory, which costs about as much as copying the
+// state once; Write then stores that one file while the workers go on.
+//
+// # Durable format, version 1
+//
+// This format is durable. Backwards incompatible changes are gated behind a
+// new format version: Restore refuses a version it does not know, naming the
+// version found and the one supported. A snapshot is one file, SnapshotFile:
+//
+//	magic     "WSMEMSNP"
+//	version   uvarint (1)
+//	maxpar    uvarint, the number of key groups
+//	hash      string, statestore.KeyGroupHash
+//	nstates   uvarint, then per state: string "name:kind"
+//	nsections uvarint, then per non-empty key group:
+//	  kg      uint16 big-endian
+//	  len     uvarint, the payload's length
+//	  payload
+//	  crc     uint32 big-endian, CRC-32C (Castagnoli) of the payload
+//
+// where a string is a uvarint length and the bytes. A key group's payload:
+//
+//	eventtime  varint, the event time the key group last had (ms)
+//	nrecords   uvarint, then per record, by state id and key:
+//	  st       uvarint, the state id
+//	  key      string
+//	  ncells   uvarint, then per cell (the value, the list elements in
+//	           order, or the map entries by user key):
+//	    userkey  string (empty but for map entries)
+//	    expiry   varint, ms in the state's TTL time domain; 0 = none
+//	    value    string
+//	ntimers    uvarint, then per timer, in firing order per domain:
+//	  domain   byte (abi.TimeDomainEvent or abi.TimeDomainProcessing)
+//	  time     varint (ms)
+//	  key      string
+//	  payload  string
+//
+// The file's size and SHA-256 are in the snapshot handle; the CRC of each
+// section names the key group a damaged file lost.
+
+// SnapshotFormat is the version of the snapshot format this package writes
+// and the only one it restores.
+const SnapshotFormat = 1
+
+// SnapshotFile is the name of a memory snapshot's one file.
+const SnapshotFile = "memory.wsm"
+
+// BackendKind is the name of this backend in snapshot handles.
+const BackendKind = "memory"
+
+const snapshotMagic = "WSMEMSNP"
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+var _ statestore.Snapshotter = (*Backend)(nil)
+
+// Snapshot implements statestore.Snapshotter: it serialises the state and
+// timers of kgs (nil: all key groups). Calls on other key groups may run
+// concurrently.
+func (b *Backend) Snapshot(kgs []uint16) (statestore.Snapshot, error) {
+	if kgs == nil {
+		kgs = statestore.AllKeyGroups(len(b.groups))
+	}
+	for _, kg := range kgs {
+		if int(kg) >= len(b.groups) {
+			return nil, fmt.Errorf("wasmstream: snapshot of key group %d: the backend has %d key groups", kg, len(b.groups))
+		}
+	}
+	ranges := statestore.KeyGroupRanges(kgs)
+	kgs = statestore.ExpandKeyGroups(ranges)
+	names := statestore.StateNames(b.States())
+
+	var out bytes.Buffer
+	out.WriteString(snapshotMagic)
+	var hdr []byte
+	hdr = binary.AppendUvarint(hdr, SnapshotFormat)
+	hdr = binary.AppendUvarint(hdr, uint64(len(b.groups)))
+	hdr = appendString(hdr, []byte(statestore.KeyGroupHash))
+	hdr = binary.AppendUvarint(hdr, uint64(len(names)))
+	for _, n := range names {
+		hdr = appendString(hdr, []byte(n))
+	}
+	out.Write(hdr)
+
+	var sections [][]byte
+	var sectionKGs []uint16
+	var p []byte
+	var timers []statestore.Timer
+	for _, kg := range kgs {
+		p = binary.AppendVarint(p[:0], b.EventTime(kg))
+		nrec := 0
+		var recs []byte
+		err := b.EachRecord(kg, func(st int, key []byte, cells []core.Cell) error {
+			nrec++
+			recs = binary.AppendUvarint(recs, uint64(st))
+			recs = appendString(recs, key)
+			recs = binary.AppendUvarint(recs, uint64(len(cells)))
+			for _, c := range cells {
+				recs = appendString(recs, c.UserKey)
+				recs = binary.AppendVarint(recs, c.Exp)
+				recs = appendString(recs, c.Value)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		timers = timers[:0]
+		for _, d := range []int{abi.TimeDomainEvent, abi.TimeDomainProcessing} {
+			if timers, err = b.AppendTimers(timers, kg, d); err != nil {
+				return nil, err
+			}
+		}
+		if nrec == 0 && len(timers) == 0 && b.EventTime(kg) == 0 {
+			continue
+		}
+		p = binary.AppendUvarint(p, uint64(nrec))
+		p = append(p, recs...)
+		p = binary.AppendUvarint(p, uint64(len(timers)))
+		for _, t := range timers {
+			p = append(p, byte(t.Domain))
+			p = binary.AppendVarint(p, t.Time)
+			p = appendString(p, t.Key)
+			p = appendString(p, t.Payload)
+		}
+		sections = append(sections, slices.Clone(p))
+		sectionKGs = append(sectionKGs, kg)
+	}
+	var buf []byte
+	buf = binary.AppendUvarint(buf, uint64(len(sections)))
+	out.Write(buf)
+	for i, s := range sections {
+		buf = binary.BigEndian.AppendUint16(buf[:0], sectionKGs[i])
+		buf = binary.AppendUvarint(buf, uint64(len(s)))
+		out.Write(buf)
+		out.Write(s)
+		buf = binary.BigEndian.AppendUint32(buf[:0], crc32.Checksum(s, castagnoli))
+		out.Write(buf)
+	}
+	return &snapshot{
+		data: out.Bytes(),
+		handle: statestore.SnapshotHandle{
+			Backend:        BackendKind,
+			Format:         SnapshotFormat,
+			MaxParallelism: len(b.groups),
+			KeyGroups:      ranges,
+			States:         names,
+		},
+	}, nil
+}
+
+func appendString(dst, s []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+type snapshot struct {
+	data   []byte
+	handle statestore.SnapshotHandle
+}
+
+// Write implements statestore.Snapshot.
+func (s *snapshot) Write(ctx context.Context, t statestore.SnapshotTarget) (statestore.SnapshotHandle, error) {
+	if s.data == nil {
+		return statestore.SnapshotHandle{}, fmt.Errorf("wasmstream: memory snapshot written after Release")
+	}
+	f, err := t.Write(ctx, SnapshotFile, false, bytes.NewReader(s.data))
+	if err != nil {
+		return statestore.SnapshotHandle{}, err
+	}
+	h := s.handle
+	h.Files = []statestore.FileHandle{f}
+	return h, nil
+}
+
+// Release implements statestore.Snapshot.
+func (s *snapshot) Release() error {
+	s.data = nil
+	return nil
+}
+
+// Restore returns a new backend for cfg holding the state and timers of the
+// snapshot h, read through src. To restore several snapshots (of distinct
+// key groups, as workers take them), call Backend.Restore for each.
+func Restore(ctx context.Context, cfg statestore.Config, h statestore.SnapshotHandle, src statestore.SnapshotSource) (*Backend, error) {
+	b, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Restore(ctx, h, src); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Restore adds the state and timers of the snapshot h, read through src, to
+// b. The key groups h covers should be empty in b: restored values replace
+// what b holds, restored list elements are appended. No call on those key
+// groups may run concurrently. When it fails, b may hold part of the
+// snapshot: discard it.
+func (b *Backend) Restore(ctx context.Context, h statestore.SnapshotHandle, src statestore.SnapshotSource) error {
+	if h.Backend != BackendKind {
+		return fmt.Errorf("wasmstream: a %q snapshot cannot be restored into the memory backend: restore it with the %s backend (state.backend)", h.Backend, h.Backend)
+	}
+	if h.Format != SnapshotFormat {
+		return fmt.Errorf("wasmstream: memory snapshot format version %d; this wasmstream restores version %d only: restore it with the wasmstream that wrote it", h.Format, SnapshotFormat)
+	}
+	if h.MaxParallelism != len(b.groups) {
+		return fmt.Errorf("wasmstream: the snapshot has %d key groups (max_parallelism), the job has %d: keys would land in other key groups; keep max_parallelism %d", h.MaxParallelism, len(b.groups), h.MaxParallelism)
+	}
+	if err := statestore.CheckStates(h.States, statestore.StateNames(b.States())); err != nil {
+		return err
+	}
+	if len(h.Files) != 1 {
+		return fmt.Errorf("%w: a memory snapshot has one file, the handle names %d", statestore.ErrSnapshotCorrupt, len(h.Files))
+	}
+	f := h.Files[0]
+	rc, err := src.Open(ctx, f)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	// Read it whole first: the source checks the checksum at the end, and
+	// nothing is restored from a damaged file.
+	data, err := io.ReadAll(bufio.NewReader(rc))
+	if err != nil {
+		return err
+	}
+	if err := b.decode(data, h.States); err != nil {
+		return fmt.Errorf("%w: %s: %v", statestore.ErrSnapshotCorrupt, f.Name, err)
+	}
+	return nil
+}
+
+// decoder reads the snapshot format; the first error sticks.
+type decoder struct {
+	p   []byte
+	err error
+}
+
+func (d *decoder) fail(format string, args ...any) {
+	if d.err == nil {
+		d.err = fmt.Errorf(format, args...)
+	}
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.p)
+	if n <= 0 {
+		d.fail("truncated number")
+		return 0
+	}
+	d.p = d.p[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.p)
+	if n <= 0 {
+		d.fail("truncated number")
+		return 0
+	}
+	d.p = d.p[n:]
+	return v
+}
+
+func (d *decoder) bytes(n uint64) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if uint64(len(d.p)) < n {
+		d.fail("truncated: %d bytes wanted, %d left", n, len(d.p))
+		return nil
+	}
+	v := d.p[:n:n]
+	d.p = d.p[n:]
+	return v
+}
+
+func (d *decoder) string() []byte { return d.bytes(d.uvarint()) }
+
+func (b *Backend) decode(data []byte, handleStates []string) error {
+	d := &decoder{p: data}
+	if string(d.bytes(uint64(len(snapshotMagic)))) != snapshotMagic {
+		return fmt.Errorf("not a wasmstream memory snapshot")
+	}
+	if v := d.uvarint(); d.err == nil && v != SnapshotFormat {
+		return fmt.Errorf("format version %d, this wasmstream reads version %d only", v, SnapshotFormat)
+	}
+	if mp := d.uvarint(); d.err == nil && mp != uint64(len(b.groups)) {
+		return fmt.Errorf("written with %d key groups, the backend has %d", mp, len(b.groups))
+	}
+	if h := d.string(); d.err == nil && string(h) != statestore.KeyGroupHash {
+		return fmt.Errorf("key group hash %q, this wasmstream uses %q", h, statestore.KeyGroupHash)
+	}
+	ns := d.uvarint()
+	var stored []string
+	for i := uint64(0); i < ns && d.err == nil; i++ {
+		stored = append(stored, string(d.string()))
+	}
+	if d.err != nil {
+		return d.err
+	}
+	if !slices.Equal(stored, handleStates) {
+		return fmt.Errorf("the file's states %q differ from the handle's %q", stored, handleStates)
+	}
+	nsec := d.uvarint()
+	for i := uint64(0); i < nsec && d.err == nil; i++ {
+		kgb := d.bytes(2)
+		payload := d.string()
+		sum := d.bytes(4)
+		if d.err != nil {
+			break
+		}
+		kg := binary.BigEndian.Uint16(kgb)
+		if int(kg) >= len(b.groups) {
+			return fmt.Errorf("section of key group %d, the backend has %d", kg, len(b.groups))
+		}
+		if crc32.Checksum(payload, castagnoli) != binary.BigEndian.Uint32(sum) {
+			return fmt.Errorf("key group %d: checksum mismatch", kg)
+		}
+		if err := b.restoreGroup(kg, payload, len(stored)); err != nil {
+			return fmt.Errorf("key group %d: %v", kg, err)
+		}
+	}
+	if d.err == nil && len(d.p) != 0 {
+		d.fail("%d bytes after the last section", len(d.p))
+	}
+	return d.err
+}
+
+func (b *Backend) restoreGroup(kg uint16, payload []byte, nstates int) error {
+	d := &decoder{p: payload}
+	var kinds []abi.StateKind
+	for _, sd := range b.States() {
+		kinds = append(kinds, sd.Kind)
+	}
+	b.SetEventTime(kg, d.varint())
+	nrec := d.uvarint()
+	var cells []core.Cell
+	for range nrec {
+		st := d.uvarint()
+		key := d.string()
+		nc := d.uvarint()
+		if d.err != nil {
+			break
+		}
+		if st >= uint64(nstates) {
+			return fmt.Errorf("state id %d, the snapshot has %d states", st, nstates)
+		}
+		cells = cells[:0]
+		for range nc {
+			uk := d.string()
+			exp := d.varint()
+			v := d.string()
+			if d.err != nil {
+				break
+			}
+			if kinds[st] != abi.KindMap {
+				uk = nil
+			}
+			cells = append(cells, core.Cell{UserKey: uk, Exp: exp, Value: v})
+		}
+		if d.err != nil {
+			break
+		}
+		if err := b.RestoreRecord(kg, int(st), key, cells); err != nil {
+			return err
+		}
+	}
+	nt := d.uvarint()
+	for range nt {
+		dom := d.bytes(1)
+		tm := d.varint()
+		key := d.string()
+		pl := d.string()
+		if d.err != nil {
+			break
+		}
+		t := statestore.Timer{Domain: int(dom[0]), Time: tm, Key: key, Payload: pl}
+		if _, err := b.RegisterTimer(kg, t); err != nil {
+			return err
+		}
+	}
+	if d.err == nil && len(d.p) != 0 {
+		d.fail("%d bytes after the timers", len(d.p))
+	}
+	return d.err
+}
