@@ -82,6 +82,14 @@ type Backend interface {
 	// TTL of event-time states uses in later calls on key group kg. The
 	// owner of kg calls it before the state calls of each event.
 	SetEventTime(kg uint16, ms int64)
+	// SetWatermark tells key group kg the event-time watermark, in ms. The
+	// cleanup of event-time TTL (on access and by CleanupExpired) removes
+	// only entries that expired at or before both the watermark and the
+	// time last given to SetEventTime, so an out-of-order event that is
+	// still on time (after the watermark), and a timer firing at or before
+	// the watermark, see what their own time allows. It never moves back;
+	// before the first call nothing of an event-time state is cleaned up.
+	SetWatermark(kg uint16, ms int64)
 	// CleanupExpired removes up to limit expired entries of key group kg,
 	// earliest expiry first, and returns how many it removed. Its cost is
 	// proportional to what has expired. Only the owner of kg may call it.

@@ -178,6 +178,7 @@ func Run(t *testing.T, o Opener) {
 	t.Run("ManyKeys", func(t *testing.T) { testManyKeys(t, o) })
 	t.Run("TTL", func(t *testing.T) { testTTL(t, o) })
 	t.Run("TTLCleanup", func(t *testing.T) { testTTLCleanup(t, o) })
+	t.Run("TTLEventTimeCleanupFollowsWatermark", func(t *testing.T) { testTTLWatermark(t, o) })
 	t.Run("Timers", func(t *testing.T) { runTimers(t, o) })
 }
 

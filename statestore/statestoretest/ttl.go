@@ -76,6 +76,7 @@ func (f *ttlFixture) setTime(ms int64) {
 	for g := range MaxParallelism {
 		if f.c.event {
 			f.b.SetEventTime(uint16(g), ms)
+			f.b.SetWatermark(uint16(g), ms)
 		} else {
 			f.b.SetEventTime(uint16(g), -5_000_000+ms*7)
 		}
@@ -296,5 +297,52 @@ func testTTLCleanup(t *testing.T, o Opener) {
 			}
 			f.wantGet(0, "late-3", "", false)
 		})
+	}
+}
+
+// testTTLWatermark checks that event-time TTL cleans up by the watermark:
+// an entry whose expiry a later event's time has passed stays for an
+// out-of-order event that is still after the watermark, and goes once the
+// watermark passes its expiry.
+func testTTLWatermark(t *testing.T, o Opener) {
+	d := abi.StateDesc{Name: "v", Kind: abi.KindValue, TTL: &abi.TTL{Millis: ttlMs, Domain: abi.TimeEvent}}
+	f := open(t, o, []abi.StateDesc{d})
+	key := []byte("k")
+	g := kg("k")
+	f.b.SetWatermark(g, 900)
+	f.b.SetEventTime(g, 1_000)
+	f.ok(f.b.Put(g, 0, key, []byte("v"))) // expires at 1000+ttl
+	// A later event (time past the expiry) on another key runs cleanup; the
+	// watermark is still before the expiry, so nothing goes.
+	f.b.SetEventTime(g, 1_000+ttlMs+500)
+	f.ok(f.b.Put(g, 0, []byte("other"), []byte("x")))
+	if n, err := f.b.CleanupExpired(g, 100); err != nil || n != 0 {
+		t.Fatalf("cleanup with the watermark before the expiry removed %d (%v), want 0", n, err)
+	}
+	// An out-of-order event after the watermark but before the expiry still
+	// sees the entry.
+	f.b.SetEventTime(g, 1_000+ttlMs-1)
+	if v, ok, err := f.b.Get(g, 0, key); err != nil || !ok || string(v) != "v" {
+		t.Fatalf("an on-time event before the expiry reads %q, %v, %v; want the value", v, ok, err)
+	}
+	// The watermark passes the expiry while a timer at an earlier time fires:
+	// the timer's time holds the cleanup back.
+	f.b.SetWatermark(g, 1_000+ttlMs)
+	if n, err := f.b.CleanupExpired(g, 100); err != nil || n != 0 {
+		t.Fatalf("cleanup during a timer before the expiry removed %d (%v), want 0", n, err)
+	}
+	// The next event is past the expiry: cleanup removes it, visiting only it.
+	f.b.SetEventTime(g, 1_000+ttlMs+1)
+	if n, err := f.b.CleanupExpired(g, 100); err != nil || n != 1 {
+		t.Fatalf("cleanup with the watermark at the expiry removed %d (%v), want 1", n, err)
+	}
+	if s := f.b.Stats()[0]; s.Expired != 1 || s.ExpiryVisited > 2 {
+		t.Fatalf("after cleanup: %+v, want 1 expired, at most 2 visited", s)
+	}
+	// The watermark never moves back.
+	f.b.SetWatermark(g, 0)
+	f.b.SetEventTime(g, 1_000+ttlMs+ttlMs)
+	if n, err := f.b.CleanupExpired(g, 100); err != nil || n != 0 {
+		t.Fatalf("cleanup removed %d (%v) of an entry that expires after the watermark", n, err)
 	}
 }

@@ -70,6 +70,12 @@ func (h *Harness) SetWatermark(ms int64) error {
 		return nil
 	}
 	h.timers.wm, h.timers.hasWM = ms, true
+	if h.backend != nil {
+		// Event-time TTL is cleaned up by the watermark, as in the engine.
+		for kg := range MaxParallelism {
+			h.backend.SetWatermark(uint16(kg), ms)
+		}
+	}
 	return h.fire(wasmstream.EventTime, ms, h.seq)
 }
 

@@ -109,7 +109,8 @@ type Store struct {
 }
 
 type group struct {
-	eventTime int64
+	eventTime int64                // the current event's time: reads and writes
+	watermark int64                // cleanup of event-time TTL
 	recs      []map[string]*record // per state, made on first use
 	heaps     [2]expHeap
 	lru       record // sentinel of the LRU ring, most recent first
@@ -185,6 +186,7 @@ func New(o Options) (*Store, error) {
 		g := &s.groups[i]
 		g.lru.next, g.lru.prev = &g.lru, &g.lru
 		g.diskNext = [2]int64{-1, -1}
+		g.watermark = math.MinInt64
 	}
 	return s, nil
 }
@@ -955,6 +957,19 @@ func (s *Store) MapClear(kg uint16, st int, key []byte) error {
 // SetEventTime implements statestore.Backend.
 func (s *Store) SetEventTime(kg uint16, ms int64) { s.groups[kg].eventTime = ms }
 
+// eventCleanup is the time up to which event-time TTL entries may be
+// removed: the watermark, or the current event's or timer's time when that
+// is earlier (a timer fires at or before the watermark and must see what
+// its own time allows).
+func (g *group) eventCleanup() int64 { return min(g.watermark, g.eventTime) }
+
+// SetWatermark implements statestore.Backend.
+func (s *Store) SetWatermark(kg uint16, ms int64) {
+	if g := &s.groups[kg]; ms > g.watermark {
+		g.watermark = ms
+	}
+}
+
 // cleanupHeaps removes up to limit expired cells from g's heaps.
 func (s *Store) cleanupHeaps(g *group, limit int) int {
 	n := 0
@@ -965,7 +980,7 @@ func (s *Store) cleanupHeaps(g *group, limit int) int {
 		if len(*h) == 0 {
 			continue
 		}
-		now := g.eventTime
+		now := g.eventCleanup()
 		if d == DomainProcessing {
 			if !havePnow {
 				pnow, havePnow = s.clock(), true
@@ -1029,7 +1044,7 @@ func (s *Store) CleanupExpired(kg uint16, limit int) (int, error) {
 func (s *Store) scanDisk(kg uint16, g *group, limit int) error {
 	var stale Batch
 	for d := range g.diskNext {
-		now := g.eventTime
+		now := g.eventCleanup()
 		if d == DomainProcessing {
 			now = s.clock()
 		}
