@@ -6,19 +6,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wasmstream/wasmstream/host/job"
+	"github.com/wasmstream/wasmstream/examples/internal/jobtest"
 )
 
 func TestJobYAML(t *testing.T) {
-	c, err := job.Parse(JobYAML)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	if kind, name, _ := c.TimeSource(); kind != job.EventTimeFromField || name != "ts" ||
-		c.EventTime.MaxOutOfOrderness.D().Milliseconds() != DefaultMaxOutOfOrderness || c.Key.Field != "user_id" {
+	c := jobtest.EventTime(t, JobYAML, "ts", DefaultMaxOutOfOrderness)
+	if c.Key.Field != "user_id" {
 		t.Errorf("job %+v", c)
 	}
 	if w, err := c.CheckOutputs([]string{"suppressed"}); err != nil || len(w) > 0 {

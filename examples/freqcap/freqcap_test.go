@@ -17,7 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wasmstream/wasmstream/abi"
-	"github.com/wasmstream/wasmstream/host/job"
+	"github.com/wasmstream/wasmstream/examples/internal/jobtest"
 	"github.com/wasmstream/wasmstream/host/natsembed"
 	"github.com/wasmstream/wasmstream/host/process"
 	"github.com/wasmstream/wasmstream/statestore"
@@ -142,17 +142,10 @@ func TestContract(t *testing.T) {
 }
 
 func TestJobYAML(t *testing.T) {
-	c, err := job.Parse(JobYAML)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := jobtest.EventTime(t, JobYAML, "log_time", DefaultMaxOutOfOrderness)
 	if c.Name != "freqcap" || c.Source.Stream != "FREQCAP" || c.Key.Field != "user_no" || c.Plugin.Path != "plugin" ||
 		c.Plugin.Config["cap"] != "3" || c.Plugin.Config["window_ms"] != strconv.FormatInt(DefaultWindow, 10) {
 		t.Errorf("job %+v", c)
-	}
-	if kind, name, _ := c.TimeSource(); kind != job.EventTimeFromField || name != "log_time" ||
-		c.EventTime.MaxOutOfOrderness.D().Milliseconds() != DefaultMaxOutOfOrderness {
-		t.Errorf("event_time %+v, want log_time with max_out_of_orderness %d ms", c.EventTime, DefaultMaxOutOfOrderness)
 	}
 	warn, err := c.CheckOutputs(Contract().Outputs)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wasmstream/wasmstream/examples/internal/eventtime"
+	"github.com/wasmstream/wasmstream/examples/internal/gen"
 )
 
 // GenOptions shapes generated events. Zero fields take the defaults.
@@ -51,7 +52,7 @@ func (o GenOptions) withDefaults() GenOptions {
 		o.AdSkew = 1.3
 	}
 	if o.StartMs == 0 {
-		o.StartMs = 1_735_689_600_000
+		o.StartMs = gen.DefaultStartMs
 	}
 	if o.StepMs == 0 {
 		o.StepMs = 1
@@ -64,42 +65,23 @@ func (o GenOptions) withDefaults() GenOptions {
 // may be kept.
 func Events(n int, opts GenOptions) iter.Seq[[]byte] {
 	o := opts.withDefaults()
-	return func(yield func([]byte) bool) {
-		r := rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15))
+	return gen.Events(n, o.Seed, 0x9e3779b97f4a7c15, func(r *rand.Rand) gen.Event {
 		users := rand.NewZipf(r, o.UserSkew, 1, uint64(o.Users-1))
 		ads := rand.NewZipf(r, o.AdSkew, 1, uint64(o.Ads-1))
-		for i := range n {
-			b := make([]byte, 0, 64)
-			b = append(b, `{"user_no":`...)
-			b = strconv.AppendUint(b, users.Uint64()+1, 10)
-			b = append(b, `,"da_id":`...)
-			b = strconv.AppendUint(b, ads.Uint64()+1, 10)
-			b = append(b, `,"log_time":`...)
-			b = strconv.AppendInt(b, o.StartMs+int64(i)*o.StepMs, 10)
-			b = append(b, '}')
-			if !yield(b) {
-				return
-			}
+		return func(b []byte, i int) []byte {
+			b = gen.AppendInt(b, "user_no", int64(users.Uint64())+1)
+			b = gen.AppendInt(b, "da_id", int64(ads.Uint64())+1)
+			b = gen.AppendInt(b, "log_time", o.StartMs+int64(i)*o.StepMs)
+			return append(b, '}')
 		}
-	}
+	})
 }
 
 // Generate returns n events, deterministic for a given options value, in
 // log_time order or, with Disorder, shuffled within it.
 func Generate(n int, opts GenOptions) [][]byte {
-	out := make([][]byte, 0, n)
-	for e := range Events(n, opts) {
-		out = append(out, e)
-	}
-	if opts.Disorder > 0 {
-		o := opts.withDefaults()
-		times := make([]int64, n)
-		for i := range times {
-			times[i] = o.StartMs + int64(i)*o.StepMs
-		}
-		out = eventtime.Permute(out, eventtime.Arrival(times, opts.Disorder, opts.Seed))
-	}
-	return out
+	o := opts.withDefaults()
+	return gen.Generate(Events(n, o), n, o.StartMs, o.StepMs, o.Disorder, o.Seed)
 }
 
 // Params are the job settings the oracle models; zero fields take the
@@ -147,15 +129,14 @@ func Expect(events [][]byte, p Params) []Record {
 		kind        byte
 		seq         int
 	}
+	type fields struct {
+		UserNo  *int64 `json:"user_no"`
+		DaID    *int64 `json:"da_id"`
+		LogTime *int64 `json:"log_time"`
+	}
 	changes := make([]change, 0, 2*len(events))
-	wm := eventtime.NewWatermark(p.MaxOutOfOrderness)
-	for i, e := range events {
-		var v struct {
-			UserNo  *int64 `json:"user_no"`
-			DaID    *int64 `json:"da_id"`
-			LogTime *int64 `json:"log_time"`
-		}
-		if json.Unmarshal(e, &v) != nil || v.LogTime == nil || !wm.Next(*v.LogTime) || v.UserNo == nil || v.DaID == nil {
+	for i, v := range eventtime.OnTime(events, p.MaxOutOfOrderness, func(v *fields) *int64 { return v.LogTime }) {
+		if v.UserNo == nil || v.DaID == nil {
 			continue
 		}
 		changes = append(changes,

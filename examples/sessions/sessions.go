@@ -16,13 +16,13 @@ package sessions
 import (
 	"cmp"
 	_ "embed"
-	"encoding/json"
 	"iter"
 	"math/rand/v2"
 	"slices"
 	"strconv"
 
 	"github.com/wasmstream/wasmstream/examples/internal/eventtime"
+	"github.com/wasmstream/wasmstream/examples/internal/gen"
 )
 
 // JobYAML is the example's job config: stream CLICKS (subjects
@@ -60,7 +60,7 @@ func (o GenOptions) withDefaults() GenOptions {
 		o.Users = 2000
 	}
 	if o.StartMs == 0 {
-		o.StartMs = 1_735_689_600_000
+		o.StartMs = gen.DefaultStartMs
 	}
 	if o.StepMs == 0 {
 		o.StepMs = 15_000
@@ -72,41 +72,22 @@ func (o GenOptions) withDefaults() GenOptions {
 // for a given options value, with amounts from 0 to 99.
 func Events(n int, opts GenOptions) iter.Seq[[]byte] {
 	o := opts.withDefaults()
-	return func(yield func([]byte) bool) {
-		r := rand.New(rand.NewPCG(o.Seed, o.Seed^0x94d049bb133111eb))
+	return gen.Events(n, o.Seed, 0x94d049bb133111eb, func(r *rand.Rand) gen.Event {
 		users := rand.NewZipf(r, 1.1, 1, uint64(o.Users-1))
-		for i := range n {
-			b := make([]byte, 0, 64)
-			b = append(b, `{"user_id":`...)
-			b = strconv.AppendUint(b, users.Uint64()+1, 10)
-			b = append(b, `,"ts":`...)
-			b = strconv.AppendInt(b, o.StartMs+int64(i)*o.StepMs, 10)
-			b = append(b, `,"amount":`...)
-			b = strconv.AppendInt(b, r.Int64N(100), 10)
-			b = append(b, '}')
-			if !yield(b) {
-				return
-			}
+		return func(b []byte, i int) []byte {
+			b = gen.AppendInt(b, "user_id", int64(users.Uint64())+1)
+			b = gen.AppendInt(b, "ts", o.StartMs+int64(i)*o.StepMs)
+			b = gen.AppendInt(b, "amount", r.Int64N(100))
+			return append(b, '}')
 		}
-	}
+	})
 }
 
 // Generate returns n events, in ts order or, with Disorder, shuffled within
 // it.
 func Generate(n int, opts GenOptions) [][]byte {
-	out := make([][]byte, 0, n)
-	for e := range Events(n, opts) {
-		out = append(out, e)
-	}
-	if opts.Disorder > 0 {
-		o := opts.withDefaults()
-		times := make([]int64, n)
-		for i := range times {
-			times[i] = o.StartMs + int64(i)*o.StepMs
-		}
-		out = eventtime.Permute(out, eventtime.Arrival(times, opts.Disorder, opts.Seed))
-	}
-	return out
+	o := opts.withDefaults()
+	return gen.Generate(Events(n, o), n, o.StartMs, o.StepMs, o.Disorder, o.Seed)
 }
 
 // Params are the job settings the oracle models; zero fields take the
@@ -134,16 +115,15 @@ func Expect(events [][]byte, p Params) []Session {
 	if p.MaxOutOfOrderness <= 0 {
 		p.MaxOutOfOrderness = DefaultMaxOutOfOrderness
 	}
+	type fields struct {
+		UserID *int64 `json:"user_id"`
+		TS     *int64 `json:"ts"`
+		Amount *int64 `json:"amount"`
+	}
 	type ev struct{ user, ts, amount int64 }
 	var evs []ev
-	wm := eventtime.NewWatermark(p.MaxOutOfOrderness)
-	for _, e := range events {
-		var v struct {
-			UserID *int64 `json:"user_id"`
-			TS     *int64 `json:"ts"`
-			Amount *int64 `json:"amount"`
-		}
-		if json.Unmarshal(e, &v) != nil || v.TS == nil || !wm.Next(*v.TS) || v.UserID == nil || v.Amount == nil {
+	for _, v := range eventtime.OnTime(events, p.MaxOutOfOrderness, func(v *fields) *int64 { return v.TS }) {
+		if v.UserID == nil || v.Amount == nil {
 			continue
 		}
 		evs = append(evs, ev{*v.UserID, *v.TS, *v.Amount})

@@ -5,19 +5,12 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/wasmstream/wasmstream/host/job"
+	"github.com/wasmstream/wasmstream/examples/internal/jobtest"
 )
 
 func TestJobYAML(t *testing.T) {
-	c, err := job.Parse(JobYAML)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	if kind, name, _ := c.TimeSource(); kind != job.EventTimeFromField || name != "ts" ||
-		c.EventTime.MaxOutOfOrderness.D().Milliseconds() != DefaultMaxOutOfOrderness || c.Plugin.Config["gap_ms"] != fmt.Sprint(DefaultGap) {
+	c := jobtest.EventTime(t, JobYAML, "ts", DefaultMaxOutOfOrderness)
+	if c.Plugin.Config["gap_ms"] != fmt.Sprint(DefaultGap) {
 		t.Errorf("job %+v", c)
 	}
 	if w, err := c.CheckOutputs(nil); err != nil || len(w) > 0 {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/wasmstream/wasmstream/examples/fatigue"
+	"github.com/wasmstream/wasmstream/examples/internal/plugintest"
 	"github.com/wasmstream/wasmstream/plugins/go/wasmstreamtest"
 )
 
@@ -19,10 +20,8 @@ const (
 
 func notify(t *testing.T, h *wasmstreamtest.Harness, user string, id, at int64) {
 	t.Helper()
-	v := `{"user_id":` + user + `,"notification_id":` + strconv.FormatInt(id, 10) + `,"ts":` + strconv.FormatInt(t0+at, 10) + `}`
-	if err := h.ProcessEvents(wasmstreamtest.Event{Key: []byte(user), Value: []byte(v), Time: t0 + at}); err != nil {
-		t.Fatal(err)
-	}
+	plugintest.Send(t, h, user, t0+at,
+		`{"user_id":`+user+`,"notification_id":`+strconv.FormatInt(id, 10)+`,"ts":`+strconv.FormatInt(t0+at, 10)+`}`)
 }
 
 func ids(recs []wasmstreamtest.Record) []int64 {
@@ -85,14 +84,7 @@ func TestBadEvents(t *testing.T) {
 	if rej := h.Rejected(); len(rej) != 1 || !strings.Contains(rej[0].Reason, "notification_id is string") {
 		t.Errorf("rejected %+v", rej)
 	}
-	for _, cfg := range []string{"0", "many"} {
-		if h, err := wasmstreamtest.Open(map[string]string{"limit": cfg}); err == nil || !strings.Contains(err.Error(), "limit=") {
-			if h != nil {
-				h.Close()
-			}
-			t.Errorf("limit=%s: %v", cfg, err)
-		}
-	}
+	plugintest.RefusesConfig(t, map[string]string{"limit": "0"}, map[string]string{"limit": "many"})
 }
 
 // TestMatchesOracle feeds shuffled notifications as the engine does and
@@ -102,40 +94,8 @@ func TestMatchesOracle(t *testing.T) {
 	events := fatigue.Generate(8000, fatigue.GenOptions{Seed: 5, Users: 200, StepMs: 30_000, Disorder: bound})
 	want := fatigue.Expect(events, fatigue.Params{Limit: 3, MaxOutOfOrderness: bound})
 	h := wasmstreamtest.New(t, map[string]string{"limit": "3"})
-	maxTs, wm := int64(math.MinInt64), int64(math.MinInt64)
-	var batch []wasmstreamtest.Event
-	flush := func() {
-		if err := h.ProcessEvents(batch...); err != nil {
-			t.Fatal(err)
-		}
-		batch = batch[:0]
-		if maxTs-bound-1 > wm {
-			wm = maxTs - bound - 1
-			h.AdvanceWatermark(wm)
-		}
-	}
-	for _, e := range events {
-		var v struct {
-			UserID json.Number `json:"user_id"`
-			TS     int64       `json:"ts"`
-		}
-		if err := json.Unmarshal(e, &v); err != nil {
-			t.Fatal(err)
-		}
-		if v.TS <= wm {
-			continue
-		}
-		maxTs = max(maxTs, v.TS)
-		if batch = append(batch, wasmstreamtest.Event{Key: []byte(v.UserID), Value: e, Time: v.TS}); len(batch) == 64 {
-			flush()
-		}
-	}
-	flush()
-	h.AdvanceWatermark(math.MaxInt64)
-	var got, exp []string
-	for _, r := range h.Outputs() {
-		got = append(got, r.Output+" "+r.Key+" "+r.Value)
-	}
+	plugintest.Feed(t, h, events, bound, "user_id", "ts")
+	var exp []string
 	sup := 0
 	for _, r := range want {
 		exp = append(exp, r.Output+" "+r.Key+" "+r.Value)
@@ -146,9 +106,5 @@ func TestMatchesOracle(t *testing.T) {
 	if sup < 500 || len(want)-sup < 500 {
 		t.Fatalf("the oracle allows %d and suppresses %d: the data does not exercise the budget", len(want)-sup, sup)
 	}
-	slices.Sort(got)
-	slices.Sort(exp)
-	if !slices.Equal(got, exp) {
-		t.Errorf("the plugin emitted %d records, the oracle %d; they differ", len(got), len(exp))
-	}
+	plugintest.SameRecords(t, plugintest.Lines(h.Outputs()), exp, "records")
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"math"
 	"slices"
 	"strconv"
@@ -9,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/wasmstream/wasmstream/examples/freqcap"
+	"github.com/wasmstream/wasmstream/examples/internal/plugintest"
 	"github.com/wasmstream/wasmstream/plugins/go/wasmstreamtest"
 )
 
@@ -17,22 +17,11 @@ const t0 = 1735689600000
 // view processes one view of ad da by user at event time t0+at.
 func view(t *testing.T, h *wasmstreamtest.Harness, user, da string, at int64) {
 	t.Helper()
-	ts := strconv.FormatInt(t0+at, 10)
-	err := h.ProcessEvents(wasmstreamtest.Event{Key: []byte(user), Time: t0 + at,
-		Value: []byte(`{"user_no":` + user + `,"da_id":` + da + `,"log_time":` + ts + `}`)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	plugintest.Send(t, h, user, t0+at, `{"user_no":`+user+`,"da_id":`+da+`,"log_time":`+strconv.FormatInt(t0+at, 10)+`}`)
 }
 
 // records returns the capped and released records as "output key value".
-func records(h *wasmstreamtest.Harness) []string {
-	var out []string
-	for _, r := range h.Outputs() {
-		out = append(out, r.Output+" "+r.Key+" "+r.Value)
-	}
-	return out
-}
+func records(h *wasmstreamtest.Harness) []string { return plugintest.Lines(h.Outputs()) }
 
 func TestCapAfterWatermark(t *testing.T) {
 	h := wasmstreamtest.New(t, map[string]string{"cap": "3"})
@@ -147,18 +136,8 @@ func TestBadDaIDIsRejected(t *testing.T) {
 }
 
 func TestBadConfigFailsOpen(t *testing.T) {
-	for _, cfg := range []map[string]string{{"cap": "0"}, {"cap": "three"}, {"window_ms": "0"}, {"window_ms": "5d"}} {
-		h, err := wasmstreamtest.Open(cfg)
-		if err == nil {
-			h.Close()
-			t.Fatalf("%v: Open succeeded, want an error", cfg)
-		}
-		for k := range cfg {
-			if !strings.Contains(err.Error(), k+"=") {
-				t.Errorf("%v: error %q does not name the config key", cfg, err)
-			}
-		}
-	}
+	plugintest.RefusesConfig(t, map[string]string{"cap": "0"}, map[string]string{"cap": "three"},
+		map[string]string{"window_ms": "0"}, map[string]string{"window_ms": "5d"})
 }
 
 // TestMatchesOracle runs generated views, shuffled within the bound, through
@@ -169,12 +148,9 @@ func TestMatchesOracle(t *testing.T) {
 	p := freqcap.Params{Cap: 3, Window: 3_600_000, MaxOutOfOrderness: bound}
 	events := freqcap.Generate(6000, freqcap.GenOptions{Seed: 3, Users: 100, Ads: 20, StepMs: 1000, Disorder: bound})
 	h := wasmstreamtest.New(t, map[string]string{"cap": "3", "window_ms": "3600000"})
-	feed(t, h, events, bound)
+	plugintest.Feed(t, h, events, bound, "user_no", "log_time")
 	want := freqcap.Expect(events, p)
-	var got, exp []string
-	for _, r := range h.Outputs() {
-		got = append(got, r.Output+" "+r.Key+" "+r.Value)
-	}
+	var exp []string
 	released := 0
 	for _, r := range want {
 		exp = append(exp, r.Output+" "+r.Key+" "+r.Value)
@@ -185,48 +161,5 @@ func TestMatchesOracle(t *testing.T) {
 	if len(want) < 200 || released < 100 {
 		t.Fatalf("the oracle has %d records, %d released: the data does not exercise the window", len(want), released)
 	}
-	// Per user, the records come in event-time order; across users in any.
-	slices.Sort(got)
-	slices.Sort(exp)
-	if !slices.Equal(got, exp) {
-		t.Errorf("the plugin emitted %d records, the oracle %d; they differ", len(got), len(exp))
-	}
-}
-
-// feed processes events in batches of 64 as the engine would: late events
-// (at or below the watermark) are left out, and after each batch the
-// watermark moves to the largest time minus bound minus 1 ms.
-func feed(t *testing.T, h *wasmstreamtest.Harness, events [][]byte, bound int64) {
-	t.Helper()
-	maxTs, wm := int64(math.MinInt64), int64(math.MinInt64)
-	var batch []wasmstreamtest.Event
-	flush := func() {
-		if err := h.ProcessEvents(batch...); err != nil {
-			t.Fatal(err)
-		}
-		batch = batch[:0]
-		if maxTs-bound-1 > wm {
-			wm = maxTs - bound - 1
-			h.AdvanceWatermark(wm)
-		}
-	}
-	for _, e := range events {
-		var v struct {
-			UserNo  json.Number `json:"user_no"`
-			LogTime int64       `json:"log_time"`
-		}
-		if err := json.Unmarshal(e, &v); err != nil {
-			t.Fatal(err)
-		}
-		if v.LogTime <= wm {
-			continue
-		}
-		maxTs = max(maxTs, v.LogTime)
-		batch = append(batch, wasmstreamtest.Event{Key: []byte(v.UserNo), Value: e, Time: v.LogTime})
-		if len(batch) == 64 {
-			flush()
-		}
-	}
-	flush()
-	h.AdvanceWatermark(math.MaxInt64)
+	plugintest.SameRecords(t, records(h), exp, "records")
 }

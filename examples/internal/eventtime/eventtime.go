@@ -1,10 +1,13 @@
 // Package eventtime is what the example generators and oracles share: the
-// engine's watermark and late-event rule in plain Go, and a deterministic
-// out-of-order arrival within a bound.
+// engine's watermark and late-event rule in plain Go, applied to a
+// published sequence of JSON events, and a deterministic out-of-order
+// arrival within a bound.
 package eventtime
 
 import (
 	"cmp"
+	"encoding/json"
+	"iter"
 	"math/rand/v2"
 	"slices"
 )
@@ -34,6 +37,30 @@ func (w *Watermark) Next(t int64) bool {
 		w.max, w.started = t, true
 	}
 	return true
+}
+
+// OnTime decodes events, JSON values published in this order, each into a
+// fresh T, and yields the index and value of those a job with
+// max_out_of_orderness bound (in ms) finds on time, time giving a value's
+// event time (nil when it has none). An event that does not decode into a
+// T, or has no time, is left out and does not move the watermark; the
+// engine dead-letters it.
+func OnTime[T any](events [][]byte, bound int64, time func(*T) *int64) iter.Seq2[int, *T] {
+	return func(yield func(int, *T) bool) {
+		wm := NewWatermark(bound)
+		for i, e := range events {
+			v := new(T)
+			if json.Unmarshal(e, v) != nil {
+				continue
+			}
+			if t := time(v); t == nil || !wm.Next(*t) {
+				continue
+			}
+			if !yield(i, v) {
+				return
+			}
+		}
+	}
 }
 
 // Arrival returns the order in which to publish events with the given

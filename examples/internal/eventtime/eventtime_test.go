@@ -1,6 +1,9 @@
 package eventtime
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 func TestWatermark(t *testing.T) {
 	w := NewWatermark(10)
@@ -32,5 +35,22 @@ func TestArrivalStaysWithinTheBound(t *testing.T) {
 	}
 	if moved < 1000 {
 		t.Errorf("only %d events moved", moved)
+	}
+}
+
+func TestOnTime(t *testing.T) {
+	type fields struct {
+		TS *int64 `json:"ts"`
+	}
+	events := [][]byte{[]byte(`{"ts":100}`), []byte(`bad`), []byte(`{}`), []byte(`{"ts":89}`), []byte(`{"ts":120}`), []byte(`{"ts":109}`), []byte(`{"ts":110}`)}
+	var got []int
+	for i, v := range OnTime(events, 10, func(v *fields) *int64 { return v.TS }) {
+		if *v.TS != map[int]int64{0: 100, 4: 120, 6: 110}[i] {
+			t.Errorf("event %d has ts %d", i, *v.TS)
+		}
+		got = append(got, i)
+	}
+	if fmt.Sprint(got) != "[0 4 6]" {
+		t.Errorf("on time: %v, want [0 4 6]", got)
 	}
 }

@@ -1,13 +1,13 @@
 package main
 
 import (
-	"encoding/json"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/wasmstream/wasmstream/examples/internal/plugintest"
 	"github.com/wasmstream/wasmstream/examples/sessions"
 	"github.com/wasmstream/wasmstream/plugins/go/wasmstreamtest"
 )
@@ -19,10 +19,8 @@ const (
 
 func click(t *testing.T, h *wasmstreamtest.Harness, user string, at, amount int64) {
 	t.Helper()
-	v := `{"user_id":` + user + `,"ts":` + strconv.FormatInt(t0+at, 10) + `,"amount":` + strconv.FormatInt(amount, 10) + `}`
-	if err := h.ProcessEvents(wasmstreamtest.Event{Key: []byte(user), Value: []byte(v), Time: t0 + at}); err != nil {
-		t.Fatal(err)
-	}
+	plugintest.Send(t, h, user, t0+at,
+		`{"user_id":`+user+`,"ts":`+strconv.FormatInt(t0+at, 10)+`,"amount":`+strconv.FormatInt(amount, 10)+`}`)
 }
 
 func values(h *wasmstreamtest.Harness) []string {
@@ -99,14 +97,7 @@ func TestBadEvents(t *testing.T) {
 	if rej := h.Rejected(); len(rej) != 1 || !strings.Contains(rej[0].Reason, "amount is float") {
 		t.Errorf("rejected %+v", rej)
 	}
-	for _, cfg := range []string{"0", "30m"} {
-		if h, err := wasmstreamtest.Open(map[string]string{"gap_ms": cfg}); err == nil || !strings.Contains(err.Error(), "gap_ms=") {
-			if h != nil {
-				h.Close()
-			}
-			t.Errorf("gap_ms=%s: %v", cfg, err)
-		}
-	}
+	plugintest.RefusesConfig(t, map[string]string{"gap_ms": "0"}, map[string]string{"gap_ms": "30m"})
 }
 
 // TestMatchesOracle feeds shuffled events as the engine does and compares
@@ -116,43 +107,11 @@ func TestMatchesOracle(t *testing.T) {
 	events := sessions.Generate(8000, sessions.GenOptions{Seed: 2, Users: 300, Disorder: bound})
 	want := sessions.Expect(events, sessions.Params{MaxOutOfOrderness: bound})
 	h := wasmstreamtest.New(t, nil)
-	maxTs, wm := int64(math.MinInt64), int64(math.MinInt64)
-	var batch []wasmstreamtest.Event
-	flush := func() {
-		if err := h.ProcessEvents(batch...); err != nil {
-			t.Fatal(err)
-		}
-		batch = batch[:0]
-		if maxTs-bound-1 > wm {
-			wm = maxTs - bound - 1
-			h.AdvanceWatermark(wm)
-		}
-	}
-	for _, e := range events {
-		var v struct {
-			UserID json.Number `json:"user_id"`
-			TS     int64       `json:"ts"`
-		}
-		if err := json.Unmarshal(e, &v); err != nil {
-			t.Fatal(err)
-		}
-		if v.TS <= wm {
-			continue
-		}
-		maxTs = max(maxTs, v.TS)
-		if batch = append(batch, wasmstreamtest.Event{Key: []byte(v.UserID), Value: e, Time: v.TS}); len(batch) == 64 {
-			flush()
-		}
-	}
-	flush()
-	h.AdvanceWatermark(math.MaxInt64)
-	var got, exp []string
-	for _, r := range h.Output("main") {
-		got = append(got, r.Key+" "+r.Value)
-	}
+	plugintest.Feed(t, h, events, bound, "user_id", "ts")
+	var exp []string
 	multi := 0
 	for _, s := range want {
-		exp = append(exp, s.Key+" "+s.Value)
+		exp = append(exp, "main "+s.Key+" "+s.Value)
 		if !strings.Contains(s.Value, `"events":1,`) {
 			multi++
 		}
@@ -160,9 +119,5 @@ func TestMatchesOracle(t *testing.T) {
 	if len(want) < 500 || multi < 200 {
 		t.Fatalf("the oracle has %d sessions, %d of several events: the data does not exercise sessions", len(want), multi)
 	}
-	slices.Sort(got)
-	slices.Sort(exp)
-	if !slices.Equal(got, exp) {
-		t.Errorf("the plugin emitted %d sessions, the oracle %d; they differ", len(got), len(exp))
-	}
+	plugintest.SameRecords(t, plugintest.Lines(h.Output("main")), exp, "sessions")
 }
