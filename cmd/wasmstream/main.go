@@ -3,6 +3,7 @@
 //
 //	wasmstream demo                 run the frequency-capping job end to end
 //	wasmstream run -f job.yaml      run a job
+//	wasmstream checkpoints list -f job.yaml  list a job's checkpoints
 //	wasmstream plugin build DIR     build a Go plugin to .wasm
 //	wasmstream plugin inspect FILE  show a plugin's imports, exports and contract
 //	wasmstream bench                measure raw consume, native and Wasm throughput
@@ -26,7 +27,10 @@ over NATS JetStream streams.
 Usage:
   wasmstream demo [flags]              run the frequency-capping job end to end on an
                                        embedded NATS server
-  wasmstream run -f job.yaml [flags]   run a job
+  wasmstream run -f job.yaml [flags]   run a job; with checkpoint.interval it resumes
+                                       from the latest checkpoint (or --from ID)
+  wasmstream checkpoints list -f job.yaml
+                                       list the job's checkpoints
   wasmstream plugin build DIR [-o F]   build a Go plugin package to a .wasm file
   wasmstream plugin inspect FILE       show a plugin's imports, exports and contract
   wasmstream bench [flags]             measure raw consume, native and Wasm throughput;
@@ -65,6 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdDemo(ctx, rest, stdout, stderr)
 	case "run":
 		return cmdRun(ctx, rest, stdout, stderr)
+	case "checkpoints":
+		return cmdCheckpoints(ctx, rest, stdout, stderr)
 	case "plugin":
 		return cmdPlugin(ctx, rest, stdout, stderr)
 	case "bench":

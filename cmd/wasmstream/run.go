@@ -28,6 +28,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	untilSeq := fs.Uint64("until-seq", 0, "exit after processing the stream up to this sequence (0: no end)")
 	statusEvery := fs.Duration("status", 5*time.Second, "status line interval (0 disables)")
 	verbose := fs.Bool("v", false, "log engine and plugin messages")
+	from := fs.Uint64("from", 0, "restore this checkpoint id instead of the latest (jobs with checkpoint.interval)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -37,6 +38,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	cfg, err := job.Load(*file)
 	if err != nil {
 		return err
+	}
+	if *from > 0 && !cfg.Checkpoint.Enabled() {
+		return fmt.Errorf("%w: --from %d: job %s takes no checkpoints (set checkpoint.interval in %s)", errUsage, *from, cfg.Name, *file)
 	}
 	logf := quietLogf
 	if *verbose {
@@ -59,6 +63,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		UntilCaughtUp: *untilCaughtUp,
 		UntilSeq:      *untilSeq,
 		Logf:          logf,
+		Warnf:         log.New(stderr, "", log.LstdFlags).Printf,
+		RestoreFrom:   *from,
 		Stdout:        stdout,
 		OnBuild:       func(dir string) { fmt.Fprintf(stderr, "building plugin %s\n", dir) },
 	}
@@ -80,6 +86,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		state += " in " + cfg.State.ResolvedDir(cfg.Dir)
 	}
 	fmt.Fprintf(stderr, "job %s: plugin %s (%s), parallelism %d, stream %s, state %s\n", cfg.Name, c.Name, j.Plugin.Hash()[:12], cfg.Parallelism, cfg.Source.Stream, state)
+	if cp := cfg.Checkpoint; cp.Enabled() {
+		where := "dir " + cp.Storage.ResolvedPath(cfg.Dir)
+		if cp.Storage.Type == job.StorageObjectStore {
+			where = "object store bucket " + cp.Storage.Bucket
+		}
+		fmt.Fprintf(stderr, "checkpoints every %s to %s, keeping %d\n", cp.Interval, where, cp.Retain)
+	}
 	sum, err := j.Run(ctx)
 	fmt.Fprintln(stderr, sum.String())
 	if err != nil && !(errors.Is(err, context.Canceled) && ctx.Err() != nil) {
@@ -108,6 +121,17 @@ func statusLine(s engine.Status) string {
 			line += fmt.Sprintf(" hit %.1f%%", 100*st.HitRatio())
 		}
 		line += fmt.Sprintf(" expired %d", st.Expired)
+	}
+	if c := s.Checkpoints; c != nil {
+		line += fmt.Sprintf(", checkpoints %d", c.Completed)
+		if c.Failed > 0 {
+			line += fmt.Sprintf(" (%d failed)", c.Failed)
+		}
+		if c.LastID > 0 {
+			line += fmt.Sprintf(", last checkpoint %d in %s %s alignment %s pause p50 %s p99 %s",
+				c.LastID, c.LastDuration.Round(time.Millisecond), bytesString(c.LastSize), c.LastAlignment.Round(time.Microsecond),
+				c.PauseP50.Round(time.Microsecond), c.PauseP99.Round(time.Microsecond))
+		}
 	}
 	return line
 }

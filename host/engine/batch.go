@@ -79,6 +79,9 @@ type batch struct {
 	// batch's events. A batch without events only carries a watermark.
 	wm    int64
 	wmSeq uint64
+	// barrier, when set, is a checkpoint barrier the worker handles after
+	// the batch's events, watermark and timers.
+	barrier *barrier
 }
 
 func newBatch(size, nfields int) *batch {
@@ -92,5 +95,6 @@ func (b *batch) reset() {
 	clear(b.events[:b.n])
 	b.n = 0
 	b.marked = false
+	b.barrier = nil
 	b.arena.reset()
 }

@@ -95,6 +95,91 @@
 // what expires. Summary.State reports, per state, keys, bytes, cache hits
 // and misses and the entries expired.
 //
+// # Checkpoints
+//
+// With checkpoint.interval set, a coordinator goroutine takes a barrier
+// checkpoint every interval, one at a time (Chandy-Lamport, as Flink's
+// aligned checkpoints):
+//
+//  1. It begins checkpoint N in the checkpoint store (package checkpoint)
+//     and asks the source for a barrier. The source lets the batches
+//     queued at the workers drain (at most 100ms), then, holding its lock,
+//     notes the sequence S of the last event it handled and its watermark,
+//     and hands every worker its partial batch, or an empty one, carrying
+//     the barrier: in order, like the watermark-only batches, so a worker
+//     sees every event up to S before the barrier and none after it.
+//  2. A worker applies the batch's events, watermark and due timers, then
+//     at the barrier (fault point checkpoint.after-barrier) seals its
+//     staged exactly-once records of the epoch and acks. With memory state
+//     it snapshots its own key groups first (statestore.Snapshotter with
+//     its key groups) and goes on at once. With Pebble state, whose
+//     snapshot covers the whole database, it waits: once every worker has
+//     acked (alignment), the coordinator takes the synchronous snapshot
+//     (write back the cache, flush the memtable, hard-link the files) and
+//     releases the workers.
+//  3. Asynchronously, the coordinator writes the snapshots and each
+//     worker's staged records per exactly-once sink as files of the
+//     checkpoint (fault point checkpoint.after-snapshot), then commits the
+//     metadata: S, the watermark, the plugin's hash and contract, the state
+//     parts and, in Metadata.Sinks, the staged files per sink. The
+//     checkpoint is then complete (fault point checkpoint.after-commit).
+//     A checkpoint that fails or outlasts checkpoint.timeout is aborted
+//     (its files deleted), its staged records are kept for the next one,
+//     and the job goes on.
+//  4. The coordinator publishes the epoch's staged records (below).
+//
+// Summary.Checkpoints counts them and gives the last one's id, sequence,
+// duration, size and alignment (first to last worker at the barrier), and
+// the 50th and 99th percentiles of the processing pause: the longest time
+// a worker stopped for a checkpoint, from reaching the barrier to being
+// released (Pebble) or to having its snapshot (memory).
+//
+// A bounded run ends with one more checkpoint after its last event and
+// final watermark, so its exactly-once records are all published when Run
+// returns. A run stopped through its context takes none: its records
+// since the last checkpoint are produced again after a restore.
+//
+// # Restore
+//
+// When Run starts a job with checkpoints, it restores the newest complete
+// checkpoint (Config.RestoreFrom names another; Config.NoRestore starts
+// afresh). It refuses, naming both, a checkpoint whose states the plugin
+// does not keep (states may be added at the end only) or whose backend is
+// not state.backend. The memory backend is rebuilt from the parts; Pebble
+// is restored into state.dir, taking files from the local disk where they
+// are (local recovery). A damaged checkpoint (a file missing or failing its
+// checksum) is skipped with a warning naming the file (Config.Warnf) and
+// the one before it is used. The source then resumes at S+1 and the
+// source's and workers' watermarks start at the checkpoint's. With no
+// checkpoint the job starts per source.start.
+//
+// # Exactly-once sinks
+//
+// A sink with mode: exactly_once stages its records in memory until the
+// barrier of their epoch; they are written with the checkpoint and
+// published only once it is complete, each with the message id
+// Nats-Msg-Id "<job>/<checkpoint>/<worker>/<ordinal>", the ordinal
+// counting the worker's staged records of the checkpoint across its
+// exactly-once sinks. The stream's duplicate window drops a record
+// published twice. When all are acknowledged (fault points
+// sink.mid-publish after the first half, sink.after-publish after all),
+// the sink's committed-epoch marker, key KVKey("<job>.<sink name>") in
+// the KV bucket MarkerBucket, is set to the checkpoint id with
+// compare-and-set. An epoch at or below the marker is never published
+// again, even after the duplicate window. After a restore, the restored
+// checkpoint's staged records are published first when its id is above
+// the marker; the records of later epochs need not be, as the replay from
+// S+1 produces them again. A kv sink works the same way: its records are
+// puts to "$KV.<bucket>.<KVKey(key)>", idempotent by key.
+//
+// Limits: a crash in the middle of publishing an epoch and a restart after
+// the stream's duplicate window (2 minutes by default) publishes the
+// epoch's records that had landed again. Falling back to an older
+// checkpoint than the marker (a damaged newest checkpoint, or
+// --from) publishes again the records of the events between the two.
+// Dead letters and late events on the late subject stay at-least-once,
+// as do at_least_once sinks, which publish as records are emitted.
+//
 // # Stopping
 //
 // Run returns when its context is done, when UntilCaughtUp is set and every

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wasmstream/wasmstream/abi"
+	"github.com/wasmstream/wasmstream/checkpoint"
 	"github.com/wasmstream/wasmstream/host/job"
 	"github.com/wasmstream/wasmstream/host/jsonscan"
 	"github.com/wasmstream/wasmstream/host/process"
@@ -89,6 +90,9 @@ type Config struct {
 
 	// Logf receives the engine's log lines; nil discards them.
 	Logf func(format string, args ...any)
+	// Warnf receives warnings (a damaged checkpoint skipped, a checkpoint
+	// that failed); nil sends them to Logf.
+	Warnf func(format string, args ...any)
 	// Status, when set, is called every StatusEvery (default 5s) with the
 	// current counters.
 	Status      func(Status)
@@ -111,6 +115,21 @@ type Config struct {
 	// measures the source's idle timeout and answers process.Env.Now. Nil
 	// means WallClock; tests use a ManualClock.
 	Clock Clock
+
+	// Contract and PluginHash describe the plugin in checkpoint metadata;
+	// a restore checks the checkpoint's states against Contract.States.
+	Contract   abi.Contract
+	PluginHash string
+	// Checkpoints is where the job's checkpoints are kept; nil opens the
+	// storage the job's checkpoint section names (when it sets an
+	// interval). The caller owns a store it gives.
+	Checkpoints *checkpoint.Store
+	// RestoreFrom names the checkpoint to restore; 0 restores the latest
+	// complete one. It applies when the job takes checkpoints.
+	RestoreFrom uint64
+	// NoRestore starts the job per source.start even when checkpoints
+	// exist (checkpoints are still taken).
+	NoRestore bool
 
 	// Stdout receives stdout sinks' lines; nil means os.Stdout.
 	Stdout io.Writer
@@ -153,6 +172,9 @@ type Summary struct {
 	// State is the backend's per-state statistics: keys and bytes held,
 	// cache hits and misses, expired entries removed.
 	State []statestore.StateStats
+	// Checkpoints reports the run's checkpoints; nil when the job takes
+	// none.
+	Checkpoints *CheckpointStats
 	// LastSeq is the stream sequence of the last event read.
 	LastSeq      uint64
 	Elapsed      time.Duration
@@ -185,6 +207,9 @@ func (s Summary) String() string {
 	}
 	if s.TimersFired > 0 {
 		fmt.Fprintf(&b, ", timers fired %d", s.TimersFired)
+	}
+	if c := s.Checkpoints; c != nil {
+		fmt.Fprintf(&b, ", %s", c)
 	}
 	for _, st := range s.State {
 		fmt.Fprintf(&b, ", state %s %d keys %d bytes", st.Name, st.Keys, st.Bytes)
@@ -225,8 +250,10 @@ type Engine struct {
 	keyAt int      // first key slot
 	tsAt  int      // event time slot or -1
 	ports []port
-	ran   atomic.Bool
-	clock Clock
+	// eoSinks are the exactly-once sinks, in config order.
+	eoSinks []job.Sink
+	ran     atomic.Bool
+	clock   Clock
 
 	// event time
 	timeKind   job.EventTimeKind
@@ -258,6 +285,14 @@ type Engine struct {
 	stdout    *lineWriter
 	stallOpt  jetstream.PublishOpt
 
+	// checkpoints (checkpoint.go); cp is nil when the job takes none.
+	// A restore sets resumeSeq (the first sequence to read, 0 = per
+	// source.start) and the watermark the source and workers start at.
+	cp          *coordinator
+	resumeSeq   uint64
+	restoredWM  int64
+	restoredSeq uint64
+
 	errMu     sync.Mutex
 	err       error
 	hasFailed atomic.Bool
@@ -267,7 +302,16 @@ type Engine struct {
 // port is one output of the function and where its records go.
 type port struct {
 	name  string
-	sinks []job.Sink
+	sinks []portSink
+}
+
+// portSink is one sink of a port.
+type portSink struct {
+	job.Sink
+	// eo is the sink's index among the exactly-once sinks, or -1.
+	eo int
+	// kvPrefix is "$KV.<bucket>." for a kv sink.
+	kvPrefix string
 }
 
 // New checks cfg and returns an engine ready to Run.
@@ -305,6 +349,7 @@ func New(cfg Config) (*Engine, error) {
 		e.clock = WallClock{}
 	}
 	e.watermark.Store(abi.NoWatermark)
+	e.restoredWM = abi.NoWatermark
 	e.timeKind, e.timeName, e.timeFormat = j.TimeSource()
 	e.bound = j.EventTime.MaxOutOfOrderness.D().Milliseconds()
 	e.idle = j.EventTime.IdleTimeout.D().Milliseconds()
@@ -341,10 +386,23 @@ func New(cfg Config) (*Engine, error) {
 	for i, n := range names {
 		e.ports[i].name = n
 	}
+	eo := 0
 	for _, s := range j.Sinks {
+		ps := portSink{Sink: s, eo: -1}
+		if s.Type == job.SinkKV {
+			ps.kvPrefix = "$KV." + s.Bucket + "."
+		}
+		if s.ExactlyOnce() {
+			if !j.Checkpoint.Enabled() {
+				return nil, fmt.Errorf("engine: sink %s is exactly_once but the job takes no checkpoints: set checkpoint.interval", s.Name())
+			}
+			ps.eo = eo
+			eo++
+			e.eoSinks = append(e.eoSinks, s)
+		}
 		for i := range e.ports {
 			if e.ports[i].name == s.Output {
-				e.ports[i].sinks = append(e.ports[i].sinks, s)
+				e.ports[i].sinks = append(e.ports[i].sinks, ps)
 			}
 		}
 	}
@@ -382,7 +440,22 @@ func (e *Engine) Run(ctx context.Context) (Summary, error) {
 		return Summary{}, errors.New("engine: Run called twice: make a new Engine per run")
 	}
 	e.start = time.Now()
-	if err := e.openBackend(); err != nil {
+	nc := e.cfg.Conn
+	if nc == nil {
+		var err error
+		nc, err = nats.Connect(e.cfg.URL, nats.Name("wasmstream "+e.job.Name), nats.MaxReconnects(-1))
+		if err != nil {
+			return Summary{}, fmt.Errorf("engine: connect to %s: %w: is the NATS server running?", e.cfg.URL, err)
+		}
+		defer nc.Close()
+	}
+	e.nc = nc
+	if e.job.Checkpoint.Enabled() {
+		if err := e.newCoordinator(ctx); err != nil {
+			return e.summary(), err
+		}
+	}
+	if err := e.openBackend(ctx); err != nil {
 		return e.summary(), err
 	}
 	sum, err := e.run(ctx)
@@ -401,18 +474,15 @@ func (e *Engine) run(ctx context.Context) (Summary, error) {
 	defer cancel()
 	e.cancel = cancel
 
-	nc := e.cfg.Conn
-	if nc == nil {
-		var err error
-		nc, err = nats.Connect(e.cfg.URL, nats.Name("wasmstream "+e.job.Name), nats.MaxReconnects(-1))
-		if err != nil {
-			return Summary{}, fmt.Errorf("engine: connect to %s: %w: is the NATS server running?", e.cfg.URL, err)
-		}
-		defer nc.Close()
-	}
-	e.nc = nc
+	nc := e.nc
 	if err := e.setup(runCtx, nc); err != nil {
 		return e.summary(), err
+	}
+	if e.cp != nil {
+		// Outputs of the restored checkpoint not published yet.
+		if err := e.cp.finishRestored(runCtx); err != nil {
+			return e.summary(), err
+		}
 	}
 
 	// Workers.
@@ -461,6 +531,15 @@ func (e *Engine) run(ctx context.Context) (Summary, error) {
 
 	src := e.newSource()
 	src.ctx = runCtx
+	var cpWG sync.WaitGroup
+	cpDone := make(chan struct{})
+	if e.cp != nil {
+		cpWG.Add(1)
+		go func() {
+			defer cpWG.Done()
+			e.cp.loop(runCtx, src, cpDone)
+		}()
+	}
 	ended, srcErr := e.runSource(runCtx, src)
 	if srcErr != nil {
 		e.fail(srcErr)
@@ -470,6 +549,16 @@ func (e *Engine) run(ctx context.Context) (Summary, error) {
 			e.fail(err)
 		}
 	}
+	if e.cp != nil {
+		close(cpDone)
+		cpWG.Wait()
+		if ended && !e.failed() {
+			// A bounded run ends with a checkpoint, so the exactly-once
+			// sinks publish everything it produced.
+			e.cp.checkpoint(runCtx, src, true)
+		}
+	}
+	src.stop()
 	for _, w := range e.workers {
 		close(w.in)
 	}
@@ -536,6 +625,10 @@ func (e *Engine) setup(ctx context.Context, nc *nats.Conn) error {
 			if !ok {
 				return fmt.Errorf("engine: sinks[%d]: no JetStream stream captures subject %s: create one (nats stream add --subjects %s) or set create: true on the sink", i, s.Subject, s.Subject)
 			}
+		case job.SinkKV:
+			if err := e.ensureBucket(ctx, s); err != nil {
+				return fmt.Errorf("engine: sinks[%d] (kv bucket %s): %w", i, s.Bucket, err)
+			}
 		case job.SinkStdout:
 			if e.stdout == nil {
 				w := e.cfg.Stdout
@@ -573,25 +666,30 @@ func (e *Engine) setup(ctx context.Context, nc *nats.Conn) error {
 	return nil
 }
 
-// openBackend takes the caller's backend or opens the one the job config
-// names, and finds its timer store.
-func (e *Engine) openBackend() error {
+// openBackend takes the caller's backend, restores the job's checkpoint,
+// or opens the backend the job config names; then it finds its timer
+// store.
+func (e *Engine) openBackend(ctx context.Context) error {
 	e.backend = e.cfg.Backend
 	if e.backend != nil {
 		e.stateName = fmt.Sprintf("%T", e.backend)
+		if e.cp != nil && !e.cfg.NoRestore {
+			return errors.New("engine: the job takes checkpoints but Config.Backend is set: a restore needs the engine to open the job's backend (leave Config.Backend nil) or set Config.NoRestore")
+		}
 	} else {
 		sc := statestore.Config{States: e.cfg.States, MaxParallelism: e.job.MaxParallelism, Clock: e.clock.Now}
-		switch st := e.job.State; st.Backend {
-		case job.BackendPebble:
+		restored := false
+		if e.cp != nil && !e.cfg.NoRestore {
+			var err error
+			if restored, err = e.restore(ctx, sc); err != nil {
+				return err
+			}
+		}
+		switch st := e.job.State; {
+		case restored:
+		case st.Backend == job.BackendPebble:
 			dir := st.ResolvedDir(e.job.Dir)
-			b, err := pebble.Open(dir, sc, pebble.Options{
-				BlockCacheBytes: int64(st.BlockCacheMB) << 20,
-				MemTableBytes:   int64(st.MemTableMB) << 20,
-				BloomBitsPerKey: st.BloomBits,
-				Compression:     st.Compression,
-				CacheBytes:      int64(st.CacheMB) << 20,
-				Logf:            e.logf,
-			})
+			b, err := pebble.Open(dir, sc, e.pebbleOptions())
 			if err != nil {
 				return fmt.Errorf("engine: state.backend pebble: %w", err)
 			}
@@ -617,7 +715,29 @@ func (e *Engine) openBackend() error {
 		}
 		return err
 	}
+	if e.cp != nil {
+		if err := e.cp.prepare(ctx); err != nil {
+			if e.ownsState {
+				_ = e.backend.Close()
+				e.backend, e.ownsState = nil, false
+			}
+			return err
+		}
+	}
 	return nil
+}
+
+// pebbleOptions are the Pebble options of the job's state section.
+func (e *Engine) pebbleOptions() pebble.Options {
+	st := e.job.State
+	return pebble.Options{
+		BlockCacheBytes: int64(st.BlockCacheMB) << 20,
+		MemTableBytes:   int64(st.MemTableMB) << 20,
+		BloomBitsPerKey: st.BloomBits,
+		Compression:     st.Compression,
+		CacheBytes:      int64(st.CacheMB) << 20,
+		Logf:            e.logf,
+	}
 }
 
 // closeBackend makes the state durable and closes the backend the engine
@@ -698,6 +818,10 @@ func (e *Engine) summary() Summary {
 	if e.backend != nil {
 		s.Backend = e.stateName
 		s.State = e.backend.Stats()
+	}
+	if e.cp != nil {
+		cs := e.cp.statsNow()
+		s.Checkpoints = &cs
 	}
 	if secs := s.Elapsed.Seconds(); secs > 0 {
 		s.EventsPerSec = float64(s.EventsIn) / secs

@@ -50,7 +50,20 @@ type source struct {
 	idle     int64   // idle timeout in ms, 0 = off
 	arrived  int64   // clock time of the last event, when idle > 0
 	untilSeq uint64  // last sequence to process, 0 = no end
+
+	// routed is the sequence of the last event handled (routed into a
+	// batch, dead-lettered or set aside as late): a barrier injected now
+	// follows it. stopped is set once the workers' inputs may close.
+	routed  uint64
+	stopped bool
 }
+
+// Before a barrier the source waits up to maxDrain, checking every
+// drainPoll, for the batches queued at the workers to be taken.
+const (
+	maxDrain  = 100 * time.Millisecond
+	drainPoll = 100 * time.Microsecond
+)
 
 // errPastEnd ends the source at the first event after Config.UntilSeq.
 var errPastEnd = errors.New("engine: past the end sequence")
@@ -96,6 +109,10 @@ func (e *Engine) readSource(ctx context.Context, s *source, ended *bool) error {
 	}
 	lastSeq := info.State.LastSeq
 	policy, startSeq := src.StartAt()
+	if e.resumeSeq > 0 {
+		// Restored from a checkpoint: resume after its sequence.
+		policy, startSeq = job.StartSequence, e.resumeSeq
+	}
 	occ := jetstream.OrderedConsumerConfig{FilterSubjects: src.Subjects}
 	switch policy {
 	case job.StartFirst:
@@ -237,6 +254,15 @@ func (e *Engine) newSource() *source {
 	for i := range s.sentWM {
 		s.sentWM[i] = abi.NoWatermark
 	}
+	if e.restoredWM != abi.NoWatermark {
+		s.wm, s.wmSeq = e.restoredWM, e.restoredSeq
+		for i := range s.sentWM {
+			s.sentWM[i] = s.wm
+		}
+	}
+	if e.resumeSeq > 0 {
+		s.routed = e.resumeSeq - 1
+	}
 	if s.idle > 0 {
 		s.arrived = e.clock.Now()
 	}
@@ -330,6 +356,55 @@ func (s *source) markers(block bool) error {
 	return nil
 }
 
+// injectBarrier sends barrier b to every worker after the events read so
+// far: it hands over each worker's partial batch, or an empty one, carrying
+// the barrier and the current watermark, blocking for a free batch. It sets
+// b's sequence and watermark. It fails with errStopping when the run stops
+// first.
+func (s *source) injectBarrier(b *barrier) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return errStopping
+	}
+	// Let the workers' queues drain first, so that they reach the barrier
+	// about together and the first one waits little for the others.
+	deadline := time.Now().Add(maxDrain)
+	for w := 0; w < len(s.e.workers); {
+		if len(s.e.workers[w].in) == 0 || s.ctx.Err() != nil || time.Now().After(deadline) {
+			w++
+			continue
+		}
+		time.Sleep(drainPoll)
+	}
+	b.seq, b.wm, b.wmSeq = s.routed, s.wm, s.wmSeq
+	b.start = time.Now()
+	for w := range s.cur {
+		if s.cur[w] == nil {
+			select {
+			case s.cur[w] = <-s.e.workers[w].free:
+			case <-s.ctx.Done():
+				if w == 0 {
+					return errStopping
+				}
+				// Some workers have the barrier: the others must get it,
+				// or the checkpoint waits for them in vain.
+				s.cur[w] = <-s.e.workers[w].free
+			}
+		}
+		s.cur[w].barrier = b
+		s.send(w)
+	}
+	return nil
+}
+
+// stop makes later barriers fail: the workers' inputs are about to close.
+func (s *source) stop() {
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+}
+
 // advance raises the watermark to wm, set by the event with sequence seq;
 // the watermark never goes back. s.mu is held.
 func (s *source) advance(wm int64, seq uint64) {
@@ -390,6 +465,7 @@ func (s *source) handle(msg jetstream.Msg) (ackInfo, error) {
 	if err := s.route(msg, a); err != nil {
 		return a, err
 	}
+	s.routed = a.seq
 	if s.idle > 0 {
 		s.arrived = e.clock.Now()
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -67,6 +68,14 @@ type worker struct {
 	waitCh   <-chan struct{}
 	waitStop func()
 	waitAt   int64
+
+	// Checkpoints: allKGs are the worker's key groups; stage holds the
+	// records of the current epoch per exactly-once sink; sealed the
+	// epochs sealed at barriers, until a checkpoint takes them.
+	allKGs []uint16
+	stage  []stageBuf
+	sealMu sync.Mutex
+	sealed []sealedEpoch
 }
 
 var logLevels = [...]string{"trace", "debug", "info", "warn", "error"}
@@ -127,13 +136,19 @@ func (e *Engine) newWorker(ctx context.Context, id int) (*worker, error) {
 		_ = fn.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("worker %d: the function handles timers (process.TimerFunction) but the state backend (%s) keeps none: use a backend that implements statestore.TimerStore (memory or pebble)", id, e.stateName)
 	}
-	if w.tfn != nil || e.hasTTL {
-		maxPar := e.job.MaxParallelism
-		for kg := range maxPar {
-			if statestore.WorkerOf(uint16(kg), maxPar, e.job.Parallelism) == id {
-				w.kgs = append(w.kgs, uint16(kg))
-			}
+	maxPar := e.job.MaxParallelism
+	for kg := range maxPar {
+		if statestore.WorkerOf(uint16(kg), maxPar, e.job.Parallelism) == id {
+			w.allKGs = append(w.allKGs, uint16(kg))
 		}
+	}
+	if w.tfn != nil || e.hasTTL {
+		w.kgs = w.allKGs
+	}
+	w.stage = make([]stageBuf, len(e.eoSinks))
+	if e.restoredWM != abi.NoWatermark {
+		w.wm.Store(e.restoredWM)
+		w.wmSeq = e.restoredSeq
 	}
 	if err := fn.Open(ctx, env); err != nil {
 		_ = fn.Close(context.WithoutCancel(ctx))
@@ -180,6 +195,9 @@ func (w *worker) run(ctx context.Context) {
 			if !w.e.failed() {
 				w.process(ctx, b)
 				w.cleanup()
+			}
+			if b.barrier != nil {
+				w.atBarrier(b.barrier)
 			}
 			b.reset()
 			w.free <- b
@@ -465,16 +483,22 @@ func (c *collector) Emit(port int, seq uint64, key, value []byte) {
 	}
 	for i := range p.sinks {
 		s := &p.sinks[i]
+		if s.eo >= 0 {
+			c.w.stage[s.eo].add(key, value)
+			continue
+		}
 		switch s.Type {
 		case job.SinkStdout:
 			e.stdout.line(p.name, key, value)
-		case job.SinkJetStream:
+		case job.SinkJetStream, job.SinkKV:
 			m := &nats.Msg{Subject: s.Subject, Data: append([]byte(nil), value...)}
-			if key != nil {
+			if s.Type == job.SinkKV {
+				m.Subject = s.kvPrefix + KVKey(key)
+			} else if key != nil {
 				m.Header = nats.Header{HeaderKey: []string{string(key)}}
 			}
 			if _, err := e.pub.PublishMsgAsync(m, e.stallOpt); err != nil && c.err == nil {
-				c.err = fmt.Errorf("sink %s (output %s): publish: %w", s.Subject, p.name, err)
+				c.err = fmt.Errorf("sink %s (output %s): publish: %w", s.Name(), p.name, err)
 			}
 		}
 	}

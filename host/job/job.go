@@ -49,6 +49,7 @@ type Config struct {
 	State          State      `yaml:"state,omitempty"`
 	Sinks          []Sink     `yaml:"sinks,omitempty"`
 	DeadLetter     DeadLetter `yaml:"dead_letter,omitempty"`
+	Checkpoint     Checkpoint `yaml:"checkpoint,omitempty"`
 
 	// Dir is the directory relative paths resolve against: the config
 	// file's directory for Load, the working directory for Parse.
@@ -259,18 +260,109 @@ func (s State) ResolvedDir(dir string) string {
 const (
 	SinkJetStream = "jetstream"
 	SinkStdout    = "stdout"
+	// SinkKV puts each record into a NATS KV bucket: the record's key
+	// (see KVKey) is the KV key, its value the KV value.
+	SinkKV = "kv"
+)
+
+// Sink delivery modes (Sink.Mode).
+const (
+	// AtLeastOnce publishes records as the function emits them: after a
+	// restore, the records of the events replayed since the checkpoint are
+	// published again.
+	AtLeastOnce = "at_least_once"
+	// ExactlyOnce stages the records of each checkpoint epoch and publishes
+	// them only once the checkpoint is complete, with deterministic message
+	// ids and a committed-epoch marker; it needs checkpoints.
+	ExactlyOnce = "exactly_once"
 )
 
 // Sink sends one output of the plugin somewhere.
 type Sink struct {
 	// Output is "main" or a side output name of the plugin.
 	Output string `yaml:"output"`
-	// Type is "jetstream" or "stdout".
+	// Type is "jetstream", "kv" or "stdout". A kv sink puts a record under
+	// its key made a valid KV key (engine.KVKey).
 	Type string `yaml:"type"`
+	// Mode is at_least_once (default) or exactly_once.
+	Mode string `yaml:"mode,omitempty"`
 	// Subject is the JetStream subject records are published to.
 	Subject string `yaml:"subject,omitempty"`
-	// Create makes a stream capturing Subject when no stream does.
+	// Bucket is the KV bucket of a kv sink.
+	Bucket string `yaml:"bucket,omitempty"`
+	// Create makes a stream capturing Subject (a KV bucket named Bucket)
+	// when there is none.
 	Create bool `yaml:"create,omitempty"`
+}
+
+// ExactlyOnce reports whether the sink's mode is exactly_once.
+func (s Sink) ExactlyOnce() bool { return s.Mode == ExactlyOnce }
+
+// Name identifies the sink in checkpoints and committed-epoch markers:
+// "<output>.<subject>" for jetstream, "<output>.kv.<bucket>" for kv and
+// "<output>.stdout" for stdout. Validate refuses two sinks with one name.
+func (s Sink) Name() string {
+	switch s.Type {
+	case SinkKV:
+		return s.Output + ".kv." + s.Bucket
+	case SinkStdout:
+		return s.Output + ".stdout"
+	}
+	return s.Output + "." + s.Subject
+}
+
+// Checkpoint storage types (CheckpointStorage.Type).
+const (
+	StorageDir         = "dir"
+	StorageObjectStore = "object_store"
+)
+
+// Checkpoint defaults, applied when Interval is set.
+const (
+	DefaultCheckpointTimeout = time.Minute
+	DefaultCheckpointRetain  = 3
+	DefaultCheckpointPath    = "checkpoints"
+)
+
+// Checkpoint configures periodic barrier checkpoints of the job's state,
+// source position and staged exactly-once outputs.
+type Checkpoint struct {
+	// Interval between checkpoints; 0 (default) takes none.
+	Interval Duration `yaml:"interval,omitempty"`
+	// Timeout bounds one checkpoint (default 1m); one that takes longer
+	// is aborted and the job goes on.
+	Timeout Duration `yaml:"timeout,omitempty"`
+	// Retain is how many complete checkpoints are kept (default 3).
+	Retain int `yaml:"retain,omitempty"`
+	// Storage is where checkpoints are written.
+	Storage CheckpointStorage `yaml:"storage,omitempty"`
+}
+
+// Enabled reports whether the job takes checkpoints.
+func (c Checkpoint) Enabled() bool { return c.Interval > 0 }
+
+// CheckpointStorage is a local directory or a NATS Object Store bucket.
+type CheckpointStorage struct {
+	// Type is dir (default) or object_store.
+	Type string `yaml:"type,omitempty"`
+	// Path is the directory of type dir, relative to the config file
+	// (default "checkpoints").
+	Path string `yaml:"path,omitempty"`
+	// Bucket is the Object Store bucket of type object_store; it is
+	// created when absent.
+	Bucket string `yaml:"bucket,omitempty"`
+}
+
+// ResolvedPath returns Path made absolute against dir (the config's Dir).
+func (s CheckpointStorage) ResolvedPath(dir string) string {
+	p := s.Path
+	if p == "" {
+		p = DefaultCheckpointPath
+	}
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(dir, p)
 }
 
 // DeadLetter is where events that cannot be processed go, with a reason.
@@ -408,7 +500,8 @@ var (
 	sectionOfType     = map[string]string{
 		"Config": "the job", "Source": "source", "Key": "key", "Plugin": "plugin",
 		"Batch": "batch", "State": "state", "Sink": "sinks[]", "DeadLetter": "dead_letter",
-		"EventTime": "event_time", "Late": "late",
+		"EventTime": "event_time", "Late": "late", "Checkpoint": "checkpoint",
+		"CheckpointStorage": "checkpoint.storage",
 	}
 )
 
@@ -451,16 +544,18 @@ func keyOnLine(src []byte, n int) string {
 
 func knownKeys(typ string) string {
 	keys := map[string][]string{
-		"Config":     {"name", "source", "key", "event_time", "late", "plugin", "parallelism", "max_parallelism", "batch", "state", "sinks", "dead_letter", "timestamp"},
-		"EventTime":  {"field", "header", "source", "format", "max_out_of_orderness", "idle_timeout"},
-		"Late":       {"policy", "subject", "create"},
-		"Source":     {"stream", "subjects", "start", "create"},
-		"Key":        {"field", "fields", "separator", "subject_token", "header"},
-		"Plugin":     {"path", "config", "memory_limit_mb", "call_timeout", "fields"},
-		"Batch":      {"size", "linger"},
-		"State":      {"backend", "dir", "block_cache_mb", "memtable_mb", "bloom_bits", "compression", "cache_mb"},
-		"Sink":       {"output", "type", "subject", "create"},
-		"DeadLetter": {"subject", "create"},
+		"Config":            {"name", "source", "key", "event_time", "late", "plugin", "parallelism", "max_parallelism", "batch", "state", "sinks", "dead_letter", "checkpoint", "timestamp"},
+		"EventTime":         {"field", "header", "source", "format", "max_out_of_orderness", "idle_timeout"},
+		"Late":              {"policy", "subject", "create"},
+		"Source":            {"stream", "subjects", "start", "create"},
+		"Key":               {"field", "fields", "separator", "subject_token", "header"},
+		"Plugin":            {"path", "config", "memory_limit_mb", "call_timeout", "fields"},
+		"Batch":             {"size", "linger"},
+		"State":             {"backend", "dir", "block_cache_mb", "memtable_mb", "bloom_bits", "compression", "cache_mb"},
+		"Sink":              {"output", "type", "mode", "subject", "bucket", "create"},
+		"DeadLetter":        {"subject", "create"},
+		"Checkpoint":        {"interval", "timeout", "retain", "storage"},
+		"CheckpointStorage": {"type", "path", "bucket"},
 	}[typ]
 	return strings.Join(keys, ", ")
 }
@@ -526,6 +621,25 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.Late.Policy == "" {
 		c.Late.Policy = LateSideOutput
+	}
+	for i := range c.Sinks {
+		if c.Sinks[i].Mode == "" {
+			c.Sinks[i].Mode = AtLeastOnce
+		}
+	}
+	if cp := &c.Checkpoint; cp.Enabled() {
+		if cp.Timeout == 0 {
+			cp.Timeout = Duration(DefaultCheckpointTimeout)
+		}
+		if cp.Retain == 0 {
+			cp.Retain = DefaultCheckpointRetain
+		}
+		if cp.Storage.Type == "" {
+			cp.Storage.Type = StorageDir
+		}
+		if cp.Storage.Type == StorageDir && cp.Storage.Path == "" {
+			cp.Storage.Path = DefaultCheckpointPath
+		}
 	}
 	if c.Late.Subject == "" && c.Name != "" {
 		c.Late.Subject = c.Name + ".late"
@@ -693,6 +807,7 @@ func (c *Config) Validate() error {
 	c.validateState(bad)
 
 	// sinks
+	names := map[string]int{}
 	for i, s := range c.Sinks {
 		f := fmt.Sprintf("sinks[%d]", i)
 		if s.Output == "" {
@@ -707,19 +822,53 @@ func (c *Config) Validate() error {
 			} else if src := c.overlapsSource(s.Subject); src != "" {
 				bad(f+".subject", "%q is read by the source (subject %q): the job would consume its own output; publish elsewhere", s.Subject, src)
 			}
+			if s.Bucket != "" {
+				bad(f+".bucket", "a jetstream sink has no bucket: remove it or use type: kv")
+			}
+		case SinkKV:
+			if s.Bucket == "" {
+				bad(f+".bucket", "missing: a kv sink needs the KV bucket to put records into, e.g. bucket: %s_out", cmp.Or(c.Name, "job"))
+			} else if !isName(s.Bucket) {
+				bad(f+".bucket", "%q: bucket names use letters, digits, '_' and '-' only", s.Bucket)
+			}
+			if s.Subject != "" {
+				bad(f+".subject", "a kv sink has no subject (records go to the bucket): remove it or use type: jetstream")
+			}
 		case SinkStdout:
 			if s.Subject != "" {
 				bad(f+".subject", "a stdout sink has no subject: remove it or use type: jetstream")
 			}
+			if s.Bucket != "" {
+				bad(f+".bucket", "a stdout sink has no bucket: remove it or use type: kv")
+			}
 			if s.Create {
 				bad(f+".create", "a stdout sink creates no stream: remove it")
 			}
+			if s.Mode == ExactlyOnce {
+				bad(f+".mode", "a stdout sink cannot take back lines written before a crash: use mode: at_least_once, or a jetstream or kv sink for exactly_once")
+			}
 		case "":
-			bad(f+".type", "missing: use jetstream or stdout")
+			bad(f+".type", "missing: use jetstream, kv or stdout")
 		default:
-			bad(f+".type", "%q: use jetstream or stdout", s.Type)
+			bad(f+".type", "%q: use jetstream, kv or stdout", s.Type)
+		}
+		switch s.Mode {
+		case "", AtLeastOnce:
+		case ExactlyOnce:
+			if !c.Checkpoint.Enabled() && s.Type != SinkStdout {
+				bad(f+".mode", "exactly_once publishes each epoch's records when its checkpoint completes: set checkpoint.interval (e.g. 2s), or use mode: at_least_once")
+			}
+		default:
+			bad(f+".mode", "%q: use at_least_once or exactly_once", s.Mode)
+		}
+		if j, dup := names[s.Name()]; dup {
+			bad(f, "sends output %q to the same place as sinks[%d]: remove one of them", s.Output, j)
+		} else {
+			names[s.Name()] = i
 		}
 	}
+
+	c.validateCheckpoint(bad)
 
 	// dead letter
 	if c.DeadLetter.Subject != "" {
@@ -730,6 +879,44 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateCheckpoint checks the checkpoint section.
+func (c *Config) validateCheckpoint(bad func(field, format string, args ...any)) {
+	cp := c.Checkpoint
+	if cp.Interval < 0 {
+		bad("checkpoint.interval", "must not be negative, got %s (0 takes no checkpoints)", cp.Interval)
+	}
+	if !cp.Enabled() {
+		return
+	}
+	if cp.Interval.D() < 10*time.Millisecond {
+		bad("checkpoint.interval", "%s is too short: use at least 10ms (seconds are typical, e.g. 2s)", cp.Interval)
+	}
+	if cp.Timeout < 0 {
+		bad("checkpoint.timeout", "must not be negative, got %s (0 means %s)", cp.Timeout, DefaultCheckpointTimeout)
+	}
+	if cp.Retain < 0 {
+		bad("checkpoint.retain", "must be at least 1 (0 means %d), got %d", DefaultCheckpointRetain, cp.Retain)
+	}
+	st := cp.Storage
+	switch st.Type {
+	case "", StorageDir:
+		if st.Bucket != "" {
+			bad("checkpoint.storage.bucket", "only applies to type: object_store: remove it or set checkpoint.storage.type: object_store")
+		}
+	case StorageObjectStore:
+		if st.Bucket == "" {
+			bad("checkpoint.storage.bucket", "missing: name the Object Store bucket, e.g. bucket: %s_checkpoints", cmp.Or(c.Name, "job"))
+		} else if !isName(st.Bucket) {
+			bad("checkpoint.storage.bucket", "%q: bucket names use letters, digits, '_' and '-' only", st.Bucket)
+		}
+		if st.Path != "" {
+			bad("checkpoint.storage.path", "only applies to type: dir: remove it or set checkpoint.storage.type: dir")
+		}
+	default:
+		bad("checkpoint.storage.type", "%q: use dir or object_store", st.Type)
+	}
 }
 
 // validateState checks the state section. Zero Pebble options mean their

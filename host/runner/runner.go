@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/wasmstream/wasmstream/abi"
+	"github.com/wasmstream/wasmstream/checkpoint"
 	"github.com/wasmstream/wasmstream/host/engine"
 	"github.com/wasmstream/wasmstream/host/job"
 	"github.com/wasmstream/wasmstream/host/plugin"
@@ -40,6 +41,15 @@ type Options struct {
 	StatusEvery time.Duration
 	// Logf receives host log lines (engine and plugin); nil discards them.
 	Logf func(format string, args ...any)
+	// Warnf receives warnings (a damaged checkpoint skipped, a failed
+	// checkpoint); nil sends them to Logf.
+	Warnf func(format string, args ...any)
+	// RestoreFrom names the checkpoint a job with checkpoints restores; 0
+	// restores the latest complete one (engine.Config.RestoreFrom).
+	RestoreFrom uint64
+	// Checkpoints, when set, is the job's checkpoint store instead of the
+	// one its checkpoint section names.
+	Checkpoints *checkpoint.Store
 	// Stdout receives stdout sinks' lines; nil means os.Stdout.
 	Stdout io.Writer
 	// CacheDir holds built plugins; empty means the user cache dir.
@@ -99,6 +109,7 @@ func Prepare(ctx context.Context, cfg *job.Config, opts Options) (*Job, error) {
 	}
 	j.Plugin = p
 	j.engine.UsesTimers = p.UsesTimers()
+	j.engine.PluginHash = "sha256:" + p.Hash()
 	return j, nil
 }
 
@@ -135,6 +146,10 @@ func prepare(cfg *job.Config, c abi.Contract, newFunction func(int) (process.Fun
 			States:        c.States,
 			NewFunction:   newFunction,
 			Logf:          opts.Logf,
+			Warnf:         opts.Warnf,
+			Contract:      c,
+			RestoreFrom:   opts.RestoreFrom,
+			Checkpoints:   opts.Checkpoints,
 			Status:        opts.Status,
 			StatusEvery:   opts.StatusEvery,
 			UntilCaughtUp: opts.UntilCaughtUp,
