@@ -82,13 +82,15 @@ type Backend interface {
 	// TTL of event-time states uses in later calls on key group kg. The
 	// owner of kg calls it before the state calls of each event.
 	SetEventTime(kg uint16, ms int64)
-	// SetWatermark tells key group kg the event-time watermark, in ms. The
-	// cleanup of event-time TTL (on access and by CleanupExpired) removes
-	// only entries that expired at or before both the watermark and the
-	// time last given to SetEventTime, so an out-of-order event that is
-	// still on time (after the watermark), and a timer firing at or before
-	// the watermark, see what their own time allows. It never moves back;
-	// before the first call nothing of an event-time state is cleaned up.
+	// SetWatermark tells key group kg the event-time watermark, in ms.
+	// Event-time TTL is cleaned up by it: CleanupExpired, which the owner
+	// calls between events and timers, removes entries that expired at or
+	// before the watermark; the cleanup on access also waits for the time
+	// last given to SetEventTime, so a timer firing at or before the
+	// watermark sees what its own time allows. An out-of-order event that
+	// is still on time (after the watermark) thus never misses an entry its
+	// own time allows. The watermark never moves back; before the first
+	// call nothing of an event-time state is cleaned up.
 	SetWatermark(kg uint16, ms int64)
 	// CleanupExpired removes up to limit expired entries of key group kg,
 	// earliest expiry first, and returns how many it removed. Its cost is

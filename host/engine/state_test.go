@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -175,6 +176,88 @@ func TestTTLCleanupWhileIdle(t *testing.T) {
 			st := sum.State[0]
 			if keys.Load() <= 0 || st.Keys != 0 || st.Expired != keys.Load() {
 				t.Errorf("%d keys written, then %d left and %d expired: want every key expired", keys.Load(), st.Keys, st.Expired)
+			}
+		})
+	}
+}
+
+// ttlEventWriter puts each event's key into value state 0 at the event's
+// time, as the Wasm host does for a plugin's state calls.
+type ttlEventWriter struct{ ttlWriter }
+
+func (w *ttlEventWriter) ProcessBatch(_ context.Context, evs []process.Event, _ process.Collector) error {
+	for i := range evs {
+		w.st.SetEventTime(evs[i].KeyGroup, evs[i].Time)
+		if err := w.st.Put(evs[i].KeyGroup, 0, evs[i].Key, []byte("v")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestEventTimeTTLFollowsWatermark writes keys of a state with an event-time
+// TTL of one minute, and checks that nothing expires while the watermark is
+// before their expiry, and that everything does, in every key group, once a
+// later event moves the watermark past it.
+func TestEventTimeTTLFollowsWatermark(t *testing.T) {
+	const (
+		n  = 2000
+		t0 = int64(1_735_689_600_000)
+	)
+	for _, backend := range []string{job.BackendMemory, job.BackendPebble} {
+		t.Run(backend, func(t *testing.T) {
+			e := newEnv(t)
+			createStream(t, e, "FREQCAP", "views.>")
+			if err := freqcap.Publish(testCtx(t), e.js, "views.x", freqcap.Generate(n, freqcap.GenOptions{Seed: 9, Users: 100_000, StartMs: t0, StepMs: 1}), nil); err != nil {
+				t.Fatal(err)
+			}
+			c := freqcapJob(t, 2)
+			if backend == job.BackendPebble {
+				c.State = job.State{Backend: job.BackendPebble, Dir: t.TempDir()}
+				c.ApplyDefaults()
+			}
+			cfg := freqcapConfig(t, e, c)
+			cfg.States = []abi.StateDesc{{Name: "seen", Kind: abi.KindValue, TTL: &abi.TTL{Millis: 60_000, Domain: abi.TimeEvent}}}
+			cfg.NewFunction = func(int) (process.Function, error) { return &ttlEventWriter{}, nil }
+			cfg.UntilCaughtUp = false
+			cfg.StatusEvery = 5 * time.Millisecond
+			ctx, cancel := context.WithCancel(testCtx(t))
+			defer cancel()
+			var keys, expiredBefore atomic.Int64
+			keys.Store(-1)
+			var published atomic.Bool
+			cfg.Status = func(s Status) {
+				switch {
+				case !published.Load() && s.TotalProcessed() == n:
+					keys.Store(s.State[0].Keys)
+					expiredBefore.Store(s.State[0].Expired)
+					published.Store(true)
+					// An event ten minutes later moves the watermark past
+					// every expiry (the job's bound is one minute).
+					go func() {
+						late := fmt.Appendf(nil, `{"user_no":999999999,"da_id":1,"log_time":%d}`, t0+10*60_000)
+						if err := freqcap.Publish(ctx, e.js, "views.x", [][]byte{late}, nil); err != nil && ctx.Err() == nil {
+							t.Error(err)
+						}
+					}()
+				case published.Load() && s.State[0].Expired >= keys.Load():
+					cancel()
+				}
+			}
+			eng, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum, err := eng.Run(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if keys.Load() <= 0 || expiredBefore.Load() != 0 {
+				t.Errorf("%d keys written, %d expired before the watermark passed their expiry: want keys and none expired", keys.Load(), expiredBefore.Load())
+			}
+			// The last event's own key is written at the new time and stays.
+			if st := sum.State[0]; st.Expired != keys.Load() || st.Keys != 1 {
+				t.Errorf("after the watermark passed: %d keys left, %d expired; want 1 left and %d expired", st.Keys, st.Expired, keys.Load())
 			}
 		})
 	}

@@ -147,8 +147,7 @@ func (e *Engine) newWorker(ctx context.Context, id int) (*worker, error) {
 	}
 	w.stage = make([]stageBuf, len(e.eoSinks))
 	if e.restoredWM != abi.NoWatermark {
-		w.wm.Store(e.restoredWM)
-		w.wmSeq = e.restoredSeq
+		w.setWatermark(e.restoredWM, e.restoredSeq)
 	}
 	if err := fn.Open(ctx, env); err != nil {
 		_ = fn.Close(context.WithoutCancel(ctx))
@@ -261,8 +260,7 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		}
 	}
 	if b.wm > w.wm.Load() {
-		w.wm.Store(b.wm)
-		w.wmSeq = b.wmSeq
+		w.setWatermark(b.wm, b.wmSeq)
 	}
 	if w.tfn == nil {
 		return
@@ -537,3 +535,16 @@ var (
 	_ process.Collector     = (*collector)(nil)
 	_ statestore.TimerStore = (*timerTracker)(nil)
 )
+
+// setWatermark advances the worker's watermark to wm, set by the event with
+// sequence seq. With TTL states, the backend learns it for the worker's key
+// groups: event-time TTL is cleaned up by the watermark.
+func (w *worker) setWatermark(wm int64, seq uint64) {
+	w.wm.Store(wm)
+	w.wmSeq = seq
+	if w.e.hasTTL {
+		for _, kg := range w.allKGs {
+			w.e.backend.SetWatermark(kg, wm)
+		}
+	}
+}

@@ -407,7 +407,7 @@ func (s *Store) end(kg uint16, g *group, r *record, b before) error {
 		r.size = sz
 	}
 	if len(g.heaps[0]) > 0 || len(g.heaps[1]) > 0 {
-		s.cleanupHeaps(g, incrementalCleanup)
+		s.cleanupHeaps(g, incrementalCleanup, g.eventCleanup())
 	}
 	if s.disk != nil && g.size > s.budget {
 		return s.shrink(kg, g)
@@ -957,10 +957,11 @@ func (s *Store) MapClear(kg uint16, st int, key []byte) error {
 // SetEventTime implements statestore.Backend.
 func (s *Store) SetEventTime(kg uint16, ms int64) { s.groups[kg].eventTime = ms }
 
-// eventCleanup is the time up to which event-time TTL entries may be
-// removed: the watermark, or the current event's or timer's time when that
-// is earlier (a timer fires at or before the watermark and must see what
-// its own time allows).
+// eventCleanup is the time up to which the cleanup on access may remove
+// event-time TTL entries: the watermark, or the current event's or timer's
+// time when that is earlier (a timer fires at or before the watermark and
+// must see what its own time allows). CleanupExpired, which the owner calls
+// between events and timers, uses the watermark alone.
 func (g *group) eventCleanup() int64 { return min(g.watermark, g.eventTime) }
 
 // SetWatermark implements statestore.Backend.
@@ -970,8 +971,10 @@ func (s *Store) SetWatermark(kg uint16, ms int64) {
 	}
 }
 
-// cleanupHeaps removes up to limit expired cells from g's heaps.
-func (s *Store) cleanupHeaps(g *group, limit int) int {
+// cleanupHeaps removes up to limit expired cells from g's heaps: event-time
+// cells that expired at or before evNow, processing-time cells that expired
+// by the clock.
+func (s *Store) cleanupHeaps(g *group, limit int, evNow int64) int {
 	n := 0
 	var pnow int64
 	havePnow := false
@@ -980,7 +983,7 @@ func (s *Store) cleanupHeaps(g *group, limit int) int {
 		if len(*h) == 0 {
 			continue
 		}
-		now := g.eventCleanup()
+		now := evNow
 		if d == DomainProcessing {
 			if !havePnow {
 				pnow, havePnow = s.clock(), true
@@ -1031,7 +1034,7 @@ func (s *Store) CleanupExpired(kg uint16, limit int) (int, error) {
 			return 0, err
 		}
 	}
-	n := s.cleanupHeaps(g, limit)
+	n := s.cleanupHeaps(g, limit, g.watermark)
 	if s.disk != nil && g.size > s.budget {
 		return n, s.shrink(kg, g)
 	}
@@ -1044,7 +1047,7 @@ func (s *Store) CleanupExpired(kg uint16, limit int) (int, error) {
 func (s *Store) scanDisk(kg uint16, g *group, limit int) error {
 	var stale Batch
 	for d := range g.diskNext {
-		now := g.eventCleanup()
+		now := g.watermark
 		if d == DomainProcessing {
 			now = s.clock()
 		}
