@@ -455,6 +455,11 @@ func (s *Store) retain(ctx context.Context) error {
 			break
 		}
 		if _, err := s.readMetadata(ctx, id); err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				// A read that failed (storage down, deadline) says
+				// nothing about the checkpoint: delete nothing now.
+				return fmt.Errorf("checkpoint: retention skipped, reading checkpoint %d: %w", id, err)
+			}
 			s.warnf("checkpoint: checkpoint %d is damaged and not counted as kept: %v", id, err)
 			continue
 		}
@@ -502,6 +507,10 @@ func (s *Store) gcShared(ctx context.Context) error {
 	for _, id := range completeIDs(chks) {
 		m, err := s.readMetadata(ctx, id)
 		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				// Its shared files may be needed: delete none now.
+				return fmt.Errorf("checkpoint: shared files not collected, reading checkpoint %d: %w", id, err)
+			}
 			continue
 		}
 		for _, p := range m.Parts {

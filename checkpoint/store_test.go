@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/wasmstream/wasmstream/abi"
@@ -301,5 +302,44 @@ func TestMetadata(t *testing.T) {
 	newer := bytes.Replace(data, []byte(`"format": 1`), []byte(`"format": 2`), 1)
 	if _, err := checkpoint.DecodeMetadata(newer); !checkpoint.IsFormatError(err) {
 		t.Fatalf("newer metadata: %v", err)
+	}
+}
+
+// unavailableStorage fails reads of checkpoint metadata while down is set,
+// as a storage that is briefly unreachable does.
+type unavailableStorage struct {
+	checkpoint.Storage
+	down atomic.Bool
+}
+
+func (s *unavailableStorage) Get(ctx context.Context, name string) (io.ReadCloser, error) {
+	if s.down.Load() && strings.HasSuffix(name, "/_metadata") {
+		return nil, errors.New("storage unavailable")
+	}
+	return s.Storage.Get(ctx, name)
+}
+
+// TestRetentionKeepsOnReadFailure: while checkpoint metadata cannot be read
+// (not damaged, just unreachable), retention deletes nothing, neither old
+// checkpoints nor the shared files they refer to; it catches up later.
+func TestRetentionKeepsOnReadFailure(t *testing.T) {
+	dir, err := checkpoint.NewDirStorage(t.TempDir())
+	must(t, err)
+	st := &unavailableStorage{Storage: dir}
+	store, _ := newStore(t, st, 2)
+	commitFiles(t, store, "a", "b") // 1
+	commitFiles(t, store, "a", "c") // 2
+	st.down.Store(true)
+	commitFiles(t, store, "c", "d") // 3: retention cannot read 1 and 2
+	if got, want := objectNames(t, st, "job/shared/"), []string{"job/shared/a", "job/shared/b", "job/shared/c", "job/shared/d"}; !slices.Equal(got, want) {
+		t.Fatalf("shared files while metadata is unreadable = %v, want all of %v", got, want)
+	}
+	if got := objectNames(t, st, "job/chk-1/"); len(got) == 0 {
+		t.Fatal("checkpoint 1 was deleted while its metadata could not be read")
+	}
+	st.down.Store(false)
+	commitFiles(t, store, "d") // 4: retention catches up
+	if got, want := objectNames(t, st, "job/shared/"), []string{"job/shared/c", "job/shared/d"}; !slices.Equal(got, want) {
+		t.Fatalf("shared after the storage is back = %v, want %v", got, want)
 	}
 }

@@ -16,6 +16,20 @@
 // event's stream sequence, and the healthy job keeps running and finishes
 // with the oracle's result.
 //
+// timejobs_test.go runs the field examples (sliding-window freqcap,
+// notification fatigue, sessions) on shuffled streams in bounded runs and
+// compares them with their oracles; backends_test.go runs freqcap on memory
+// and Pebble state; checkpoint_test.go stops a job mid-stream and restores
+// it from its checkpoints; readme_test.go builds the README's plugin and
+// parses its job config.
+//
+// crash_test.go kills a job in a child process with SIGKILL, at random
+// moments and at named points of its checkpoints and sink commits, restarts
+// NATS under it, and compares the sinks with the oracle: exactly-once sinks
+// must match exactly. It runs in a reduced form by default; set
+// WASMSTREAM_CRASH_FULL=1 for the full form (200k events, 20+ kills per
+// variant). See the comment at the top of that file.
+//
 // The plugins under testdata are built for wasip1 only; go test ./... does
 // not compile them as Go packages of this module.
 package tests
