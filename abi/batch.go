@@ -294,3 +294,55 @@ func (bt Batch) Field(i, f int) Field {
 	}
 	return fl
 }
+
+// AsInt converts the field to an int64 the way SDKs read integer fields:
+// JSON integers, floats that are integral and in range, and strings that
+// hold a decimal integer ("123"). ok is false otherwise.
+func (f Field) AsInt() (n int64, ok bool) {
+	switch f.Kind {
+	case FieldInt:
+		return f.Int(), true
+	case FieldFloat:
+		return FloatToInt(f.Float())
+	case FieldString:
+		return ParseInt(f.Str)
+	}
+	return 0, false
+}
+
+// FloatToInt converts x when it is integral and fits an int64.
+func FloatToInt(x float64) (int64, bool) {
+	if x != math.Trunc(x) || x < -(1<<63) || x >= 1<<63 {
+		return 0, false
+	}
+	return int64(x), true
+}
+
+// ParseInt parses an optionally negative decimal integer without
+// allocating.
+func ParseInt(b []byte) (int64, bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 19 {
+		return 0, false
+	}
+	var u uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		u = u*10 + uint64(c-'0')
+	}
+	if neg {
+		if u > 1<<63 {
+			return 0, false
+		}
+		return -int64(u), true
+	}
+	if u > math.MaxInt64 {
+		return 0, false
+	}
+	return int64(u), true
+}

@@ -5,7 +5,6 @@ import (
 	_ "embed"
 	"encoding/binary"
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -129,7 +128,7 @@ func (n *Native) ProcessBatch(_ context.Context, events []process.Event, out pro
 	for i := range events {
 		ev := &events[i]
 		f := ev.Fields[n.daSlot]
-		da, ok := fieldInt(f)
+		da, ok := f.AsInt()
 		if !ok {
 			out.Reject(ev, "da_id is "+f.Kind.String()+", want an integer")
 			continue
@@ -215,46 +214,4 @@ func AppendReleased(dst, user []byte, da, count, time int64) []byte {
 	dst = append(dst[:len(dst)-1], `,"time":`...)
 	dst = strconv.AppendInt(dst, time, 10)
 	return append(dst, '}')
-}
-
-// fieldInt converts a field to an int64 as the plugin SDK does: JSON
-// integers, integral floats in range and decimal strings.
-func fieldInt(f abi.Field) (int64, bool) {
-	switch f.Kind {
-	case abi.FieldInt:
-		return f.Int(), true
-	case abi.FieldFloat:
-		x := f.Float()
-		if x != math.Trunc(x) || x < -(1<<63) || x >= 1<<63 {
-			return 0, false
-		}
-		return int64(x), true
-	case abi.FieldString:
-		b := f.Str
-		neg := len(b) > 0 && b[0] == '-'
-		if neg {
-			b = b[1:]
-		}
-		if len(b) == 0 || len(b) > 19 {
-			return 0, false
-		}
-		var u uint64
-		for _, c := range b {
-			if c < '0' || c > '9' {
-				return 0, false
-			}
-			u = u*10 + uint64(c-'0')
-		}
-		if neg {
-			if u > 1<<63 {
-				return 0, false
-			}
-			return -int64(u), true
-		}
-		if u > math.MaxInt64 {
-			return 0, false
-		}
-		return int64(u), true
-	}
-	return 0, false
 }

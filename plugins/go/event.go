@@ -1,7 +1,6 @@
 package wasmstream
 
 import (
-	"math"
 	"unsafe"
 
 	"github.com/wasmstream/wasmstream/abi"
@@ -75,18 +74,7 @@ func (e *Event) Kind(f Field) abi.FieldKind { return e.field(f).Kind }
 // Int returns the field as an int64. It accepts JSON integers, floats with
 // an integral value in range, and strings holding a decimal integer
 // ("123"); ok is false otherwise.
-func (e *Event) Int(f Field) (n int64, ok bool) {
-	fl := e.field(f)
-	switch fl.Kind {
-	case abi.FieldInt:
-		return fl.Int(), true
-	case abi.FieldFloat:
-		return floatToInt(fl.Float())
-	case abi.FieldString:
-		return parseInt(fl.Str)
-	}
-	return 0, false
-}
+func (e *Event) Int(f Field) (n int64, ok bool) { return e.field(f).AsInt() }
 
 // Float returns the field as a float64. It accepts JSON numbers and strings
 // holding a JSON number ("1.5"); ok is false otherwise.
@@ -132,41 +120,4 @@ func (e *Event) Bool(f Field) (v bool, ok bool) {
 		return false, false
 	}
 	return fl.Bits != 0, true
-}
-
-// floatToInt converts x when it is integral and fits an int64.
-func floatToInt(x float64) (int64, bool) {
-	if x != math.Trunc(x) || x < -(1<<63) || x >= 1<<63 {
-		return 0, false
-	}
-	return int64(x), true
-}
-
-// parseInt parses an optionally negative decimal integer without
-// allocating.
-func parseInt(b []byte) (int64, bool) {
-	neg := len(b) > 0 && b[0] == '-'
-	if neg {
-		b = b[1:]
-	}
-	if len(b) == 0 || len(b) > 19 {
-		return 0, false
-	}
-	var u uint64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		u = u*10 + uint64(c-'0')
-	}
-	if neg {
-		if u > 1<<63 {
-			return 0, false
-		}
-		return -int64(u), true
-	}
-	if u > math.MaxInt64 {
-		return 0, false
-	}
-	return int64(u), true
 }

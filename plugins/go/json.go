@@ -86,7 +86,7 @@ func (j JSON) Kind() abi.FieldKind {
 	case c == '"':
 		return abi.FieldString
 	case c == '-' || c >= '0' && c <= '9':
-		if _, ok := parseInt(t); ok {
+		if _, ok := abi.ParseInt(t); ok {
 			return abi.FieldInt
 		}
 		if isNumber(t) {
@@ -109,16 +109,16 @@ func (j JSON) Int() (int64, bool) {
 		if !ok {
 			return 0, false
 		}
-		return parseInt(s)
+		return abi.ParseInt(s)
 	}
-	if n, ok := parseInt(t); ok {
+	if n, ok := abi.ParseInt(t); ok {
 		return n, true
 	}
 	x, ok := parseFloat(t)
 	if !ok {
 		return 0, false
 	}
-	return floatToInt(x)
+	return abi.FloatToInt(x)
 }
 
 // Float returns the value as a float64: a JSON number, or a string holding
