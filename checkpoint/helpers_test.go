@@ -2,13 +2,10 @@ package checkpoint_test
 
 import (
 	"context"
+	"github.com/wasmstream/wasmstream/internal/natstest"
 	"testing"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/wasmstream/wasmstream/checkpoint"
-	"github.com/wasmstream/wasmstream/host/natsembed"
 )
 
 // storages returns the storages every storage-level test runs against: a
@@ -31,20 +28,8 @@ func storages(t *testing.T) map[string]func(t *testing.T) checkpoint.Storage {
 // bucket of it; both are closed when the test ends.
 func objectStorage(t testing.TB) *checkpoint.ObjectStorage {
 	t.Helper()
-	srv, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := natstest.Start(t)
+	js := n.JS
 	st, err := checkpoint.OpenObjectStorage(context.Background(), js, "CHECKPOINTS")
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/wasmstream/wasmstream/internal/natstest"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,20 +32,8 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	srv, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192))
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := natstest.Start(t, jetstream.WithPublishAsyncMaxPending(8192))
+	srv, nc, js := n.Server, n.Conn, n.JS
 	return &env{srv: srv, nc: nc, js: js}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/wasmstream/wasmstream/internal/natstest"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,7 +18,6 @@ import (
 	"github.com/wasmstream/wasmstream/abi"
 	"github.com/wasmstream/wasmstream/examples/freqcap"
 	"github.com/wasmstream/wasmstream/host/job"
-	"github.com/wasmstream/wasmstream/host/natsembed"
 	"github.com/wasmstream/wasmstream/host/plugin"
 	"github.com/wasmstream/wasmstream/host/process"
 	"github.com/wasmstream/wasmstream/host/runner"
@@ -143,20 +143,8 @@ func TestPrepareRefusesBadPlugins(t *testing.T) {
 // holds events.
 func server(t *testing.T, events [][]byte) *nats.Conn {
 	t.Helper()
-	srv, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := natstest.Start(t)
+	nc, js := n.Conn, n.JS
 	ctx := testCtx(t)
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "RT", Subjects: []string{"views.>"}}); err != nil {
 		t.Fatal(err)
