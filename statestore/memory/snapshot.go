@@ -17,9 +17,11 @@ import (
 
 // Snapshots
 //
-// The synchronous part of a snapshot (Backend.Snapshot) serialises the key
-// groups it covers into memory, which costs about as much as copying the
-// state once; Write then stores that one file while the workers go on.
+// The synchronous part of a snapshot (Backend.Snapshot) serialises the
+// records of the key groups it covers into memory, which costs about as
+// much as copying them once, and takes the list of their live timers, whose
+// ids never change; Write then sorts and encodes the timers and stores the
+// one file while the workers go on.
 //
 // # Durable format, version 1
 //
@@ -102,10 +104,8 @@ func (b *Backend) Snapshot(kgs []uint16) (statestore.Snapshot, error) {
 	}
 	out.Write(hdr)
 
-	var sections [][]byte
-	var sectionKGs []uint16
+	var sections []section
 	var p []byte
-	var timers []statestore.Timer
 	for _, kg := range kgs {
 		p = binary.AppendVarint(p[:0], b.EventTime(kg))
 		nrec := 0
@@ -125,40 +125,25 @@ func (b *Backend) Snapshot(kgs []uint16) (statestore.Snapshot, error) {
 		if err != nil {
 			return nil, err
 		}
-		timers = timers[:0]
-		for _, d := range []int{abi.TimeDomainEvent, abi.TimeDomainProcessing} {
-			if timers, err = b.AppendTimers(timers, kg, d); err != nil {
+		sec := section{kg: kg}
+		ntimers := 0
+		for i, d := range []int{abi.TimeDomainEvent, abi.TimeDomainProcessing} {
+			if sec.timers[i], err = b.captureTimers(kg, d); err != nil {
 				return nil, err
 			}
+			ntimers += len(sec.timers[i])
 		}
-		if nrec == 0 && len(timers) == 0 && b.EventTime(kg) == 0 {
+		if nrec == 0 && ntimers == 0 && b.EventTime(kg) == 0 {
 			continue
 		}
 		p = binary.AppendUvarint(p, uint64(nrec))
 		p = append(p, recs...)
-		p = binary.AppendUvarint(p, uint64(len(timers)))
-		for _, t := range timers {
-			p = append(p, byte(t.Domain))
-			p = binary.AppendVarint(p, t.Time)
-			p = appendString(p, t.Key)
-			p = appendString(p, t.Payload)
-		}
-		sections = append(sections, slices.Clone(p))
-		sectionKGs = append(sectionKGs, kg)
-	}
-	var buf []byte
-	buf = binary.AppendUvarint(buf, uint64(len(sections)))
-	out.Write(buf)
-	for i, s := range sections {
-		buf = binary.BigEndian.AppendUint16(buf[:0], sectionKGs[i])
-		buf = binary.AppendUvarint(buf, uint64(len(s)))
-		out.Write(buf)
-		out.Write(s)
-		buf = binary.BigEndian.AppendUint32(buf[:0], crc32.Checksum(s, castagnoli))
-		out.Write(buf)
+		sec.head = slices.Clone(p)
+		sections = append(sections, sec)
 	}
 	return &snapshot{
-		data: out.Bytes(),
+		header:   out.Bytes(),
+		sections: sections,
 		handle: statestore.SnapshotHandle{
 			Backend:        BackendKind,
 			Format:         SnapshotFormat,
@@ -169,22 +154,61 @@ func (b *Backend) Snapshot(kgs []uint16) (statestore.Snapshot, error) {
 	}, nil
 }
 
+// section is one key group of a snapshot as Snapshot captures it: its
+// payload up to the timers, and its live timers per domain (event time,
+// processing time), unsorted. A timer's id never changes once registered,
+// so the timers are encoded later, in Write, while the workers go on.
+type section struct {
+	kg     uint16
+	head   []byte
+	timers [2][]*timerItem
+}
+
+// encode returns the snapshot file.
+func (s *snapshot) encode() []byte {
+	out := slices.Clone(s.header)
+	out = binary.AppendUvarint(out, uint64(len(s.sections)))
+	var p []byte
+	for _, sec := range s.sections {
+		p = append(p[:0], sec.head...)
+		p = binary.AppendUvarint(p, uint64(len(sec.timers[0])+len(sec.timers[1])))
+		for i, d := range []int{abi.TimeDomainEvent, abi.TimeDomainProcessing} {
+			items := sec.timers[i]
+			slices.SortFunc(items, func(x, y *timerItem) int { return compareID(&x.id, &y.id) })
+			for _, it := range items {
+				p = append(p, byte(d))
+				p = binary.AppendVarint(p, it.id.time)
+				p = binary.AppendUvarint(p, uint64(len(it.id.key)))
+				p = append(p, it.id.key...)
+				p = binary.AppendUvarint(p, uint64(len(it.id.payload)))
+				p = append(p, it.id.payload...)
+			}
+		}
+		out = binary.BigEndian.AppendUint16(out, sec.kg)
+		out = binary.AppendUvarint(out, uint64(len(p)))
+		out = append(out, p...)
+		out = binary.BigEndian.AppendUint32(out, crc32.Checksum(p, castagnoli))
+	}
+	return out
+}
+
 func appendString(dst, s []byte) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(s)))
 	return append(dst, s...)
 }
 
 type snapshot struct {
-	data   []byte
-	handle statestore.SnapshotHandle
+	header   []byte // nil after Release
+	sections []section
+	handle   statestore.SnapshotHandle
 }
 
 // Write implements statestore.Snapshot.
 func (s *snapshot) Write(ctx context.Context, t statestore.SnapshotTarget) (statestore.SnapshotHandle, error) {
-	if s.data == nil {
+	if s.header == nil {
 		return statestore.SnapshotHandle{}, fmt.Errorf("wasmstream: memory snapshot written after Release")
 	}
-	f, err := t.Write(ctx, SnapshotFile, false, bytes.NewReader(s.data))
+	f, err := t.Write(ctx, SnapshotFile, false, bytes.NewReader(s.encode()))
 	if err != nil {
 		return statestore.SnapshotHandle{}, err
 	}
@@ -195,7 +219,7 @@ func (s *snapshot) Write(ctx context.Context, t statestore.SnapshotTarget) (stat
 
 // Release implements statestore.Snapshot.
 func (s *snapshot) Release() error {
-	s.data = nil
+	s.header, s.sections = nil, nil
 	return nil
 }
 

@@ -112,3 +112,73 @@ func TestSnapshotRefusals(t *testing.T) {
 		t.Fatalf("restored value = %q %v %v", v, ok, err)
 	}
 }
+
+// TestSnapshotTimersAtBarrier checks that timer changes after Snapshot, while
+// the snapshot is not yet written, do not reach it.
+func TestSnapshotTimersAtBarrier(t *testing.T) {
+	b, err := memory.New(statestore.Config{States: snapStates, MaxParallelism: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm := func(d int, at int64, key, payload string) statestore.Timer {
+		return statestore.Timer{Domain: d, Time: at, Key: []byte(key), Payload: []byte(payload)}
+	}
+	var want []statestore.Timer
+	for i := range 200 {
+		d := i % 2
+		x := tm(d, int64(1000-i), string(rune('a'+i%26)), string(rune('A'+i%7)))
+		if ok, err := b.RegisterTimer(1, x); err != nil {
+			t.Fatal(err)
+		} else if ok && i%3 == 0 {
+			if _, err := b.DeleteTimer(1, x); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, d := range []int{abi.TimeDomainEvent, abi.TimeDomainProcessing} {
+		if want, err = b.AppendTimers(want, 1, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap, err := b.Snapshot(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Changes after the barrier: pop, delete, register.
+	if _, err := b.PopTimers(1, abi.TimeDomainEvent, 900, 0, func(statestore.Timer) {}); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range want[len(want)-10:] {
+		if _, err := b.DeleteTimer(1, x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 50 {
+		if _, err := b.RegisterTimer(1, tm(i%2, int64(5000+i), "new", "p")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fs := files{}
+	h, err := snap.Write(context.Background(), fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := restore(snapStates, 2, h, fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []statestore.Timer
+	for _, d := range []int{abi.TimeDomainEvent, abi.TimeDomainProcessing} {
+		if got, err = r.AppendTimers(got, 1, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("restored %d timers, want %d", len(got), len(want))
+	}
+	for i := range got {
+		if got[i].Domain != want[i].Domain || got[i].Time != want[i].Time || !bytes.Equal(got[i].Key, want[i].Key) || !bytes.Equal(got[i].Payload, want[i].Payload) {
+			t.Fatalf("restored timer %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}
