@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/wasmstream/wasmstream/internal/natstest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,12 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wasmstream/wasmstream/abi"
 	"github.com/wasmstream/wasmstream/examples/freqcap"
-	"github.com/wasmstream/wasmstream/host/natsembed"
 )
 
 // pluginDir is the freqcap example plugin's source, as the README's
@@ -173,20 +172,8 @@ func writeJob(t *testing.T, body string) string {
 }
 
 func TestRunJob(t *testing.T) {
-	srv, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	nc, err := nats.Connect(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := natstest.Start(t)
+	srv, js := n.Server, n.JS
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "CLI", Subjects: []string{"clicks.>"}}); err != nil {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/wasmstream/wasmstream/internal/natstest"
 	"math"
 	"slices"
 	"strconv"
@@ -13,12 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wasmstream/wasmstream/abi"
 	"github.com/wasmstream/wasmstream/examples/internal/jobtest"
-	"github.com/wasmstream/wasmstream/host/natsembed"
 	"github.com/wasmstream/wasmstream/host/process"
 	"github.com/wasmstream/wasmstream/statestore"
 	"github.com/wasmstream/wasmstream/statestore/memory"
@@ -281,20 +280,8 @@ func TestNativeConfig(t *testing.T) {
 }
 
 func TestPublish(t *testing.T) {
-	srv, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	nc, err := nats.Connect(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := natstest.Start(t)
+	js := n.JS
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "FREQCAP", Subjects: []string{"views.>"}})
