@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,7 +25,7 @@ func checkpointOf(t testing.TB, store *checkpoint.Store, b statestore.Snapshotte
 	ctx := context.Background()
 	p, err := store.Begin(ctx)
 	must(t, err)
-	snap, err := b.Snapshot(nil)
+	snap, err := statestore.TakeSnapshot(b, nil)
 	must(t, err)
 	h, err := snap.Write(ctx, p.Target("state"))
 	must(t, err)
@@ -95,7 +96,7 @@ func TestMemoryPartialSnapshots(t *testing.T) {
 	must(t, err)
 	var parts []checkpoint.Part
 	for w, kgs := range [][]uint16{{0, 1, 2, 3, 4, 5, 6, 7}, {8, 9, 10, 11, 12, 13, 14, 15}} {
-		snap, err := b.Snapshot(kgs)
+		snap, err := statestore.TakeSnapshot(b, kgs)
 		must(t, err)
 		name := fmt.Sprintf("worker-%d", w)
 		h, err := snap.Write(ctx, p.Target(name))
@@ -277,14 +278,27 @@ func TestPebbleSnapshotNotWritten(t *testing.T) {
 	must(t, err)
 	defer b.Close()
 	fill(t, b, clock, 10)
-	snap, err := b.Snapshot(nil)
+	snap, err := statestore.TakeSnapshot(b, nil)
 	must(t, err)
 	must(t, snap.Release())
 	entries, _ := os.ReadDir(pebble.SnapshotDir(dir))
 	if len(entries) != 0 {
 		t.Fatalf("released snapshot left %d entries in %s", len(entries), pebble.SnapshotDir(dir))
 	}
-	if _, err := b.Snapshot([]uint16{0, 1}); err == nil {
-		t.Fatal("a pebble snapshot of some key groups was accepted")
+	part, err := statestore.TakeSnapshot(b, []uint16{0, 1})
+	must(t, err)
+	defer part.Release()
+	if _, err := part.Write(context.Background(), nopTarget{}); err == nil || !strings.Contains(err.Error(), "not captured") {
+		t.Fatalf("a pebble snapshot of some key groups was written (err %v)", err)
 	}
+}
+
+// nopTarget is a snapshot target that stores nothing.
+type nopTarget struct{}
+
+func (nopTarget) Known(string) (statestore.FileHandle, bool) { return statestore.FileHandle{}, false }
+
+func (nopTarget) Write(_ context.Context, name string, _ bool, r io.Reader) (statestore.FileHandle, error) {
+	n, err := io.Copy(io.Discard, r)
+	return statestore.FileHandle{Name: name, Size: n}, err
 }

@@ -87,7 +87,7 @@ func BenchmarkPebbleCheckpoint(b *testing.B) {
 		t0 := time.Now()
 		p, err := store.Begin(ctx)
 		must(b, err)
-		snap, err := db.Snapshot(nil)
+		snap, err := statestore.TakeSnapshot(db, nil)
 		must(b, err)
 		sync := time.Since(t0)
 		h, err := snap.Write(ctx, p.Target("state"))

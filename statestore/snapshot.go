@@ -12,17 +12,28 @@ import (
 
 // Snapshots
 //
-// A checkpoint saves a backend's state and timers in two steps, as Flink's
-// snapshots do:
+// A checkpoint saves a backend's state and timers in three steps, as
+// Flink's snapshots do, without stopping processing for more than a moment:
 //
-//  1. Snapshotter.Snapshot, the synchronous part, runs at the barrier while
-//     no call on the key groups it covers is in progress: it writes back the
-//     write-back cache and captures a consistent view of the state (the
-//     memory backend serialises it, the Pebble backend flushes its memtable
-//     and hard-links its files). It is short, so processing resumes quickly.
-//  2. Snapshot.Write, the asynchronous part, runs while processing goes on:
-//     it stores the captured files through a SnapshotTarget (the checkpoint
-//     store) and returns the SnapshotHandle the checkpoint metadata keeps.
+//  1. Snapshotter.Snapshot begins a snapshot, before the barrier reaches
+//     the workers.
+//  2. At the barrier, the owner of each key group (the worker that calls
+//     the backend for it) calls Snapshot.Capture for its key groups: it
+//     marks what is to be captured, in time proportional to the number of
+//     key groups, and returns. The owner then calls Capture.Step between its
+//     other calls until the capture is done; a record it uses that the
+//     capture has not taken yet is taken first (copy-on-write), so the
+//     snapshot holds each key group as it was at the owner's barrier. The
+//     memory backend serialises the records; the Pebble backend writes back
+//     the records that were dirty at the barrier and holds later writes back
+//     from its database until the snapshot is written.
+//  3. Snapshot.Write, once every capture is done, stores the snapshot's
+//     files through a SnapshotTarget (the checkpoint store) while
+//     processing goes on, and returns the SnapshotHandle the checkpoint
+//     metadata keeps. The Pebble backend first flushes its memtable and
+//     hard-links its files, then lets the held writes go.
+//
+// TakeSnapshot does all three for a backend no one else is calling.
 //
 // Restoring is backend specific (memory.Restore, pebble.Restore): it reads
 // the files a handle names through a SnapshotSource, which checks their
@@ -30,23 +41,63 @@ import (
 
 // Snapshotter is a backend whose state and timers a checkpoint can save.
 type Snapshotter interface {
-	// Snapshot captures the state and timers of the key groups kgs (nil:
-	// all of them) as they are now. No call on those key groups may be in
-	// progress or start before it returns; a backend may require more (the
-	// Pebble backend snapshots all key groups at once and needs every call
-	// quiesced, as Flush does).
-	Snapshot(kgs []uint16) (Snapshot, error)
+	// Snapshot begins a snapshot. One snapshot at a time: Release or
+	// Write the previous one first.
+	Snapshot() (Snapshot, error)
 }
 
-// Snapshot is a captured view of a backend, waiting to be written.
+// Snapshot is a snapshot of a backend in progress.
 type Snapshot interface {
+	// Capture starts capturing the state and timers of key groups kgs
+	// (nil: all of them) as they are now. Call it on the goroutine that
+	// calls the backend for those key groups, between two calls, then
+	// Step the capture on that goroutine until it is done. Captures of
+	// distinct key groups may run concurrently. A backend may require
+	// every key group to be captured before Write (Pebble does).
+	Capture(kgs []uint16) (Capture, error)
 	// Write stores the snapshot's files through t and returns the handle
-	// that finds them again. It may run concurrently with calls on the
-	// backend. Call it at most once.
+	// that finds them again. Every capture must be done. It may run
+	// concurrently with calls on the backend. Call it at most once.
 	Write(ctx context.Context, t SnapshotTarget) (SnapshotHandle, error)
-	// Release frees what the snapshot holds (a copy of the state, a
-	// directory of hard links). Call it once, after Write or instead of it.
+	// Release frees what the snapshot holds and ends its effects on the
+	// backend. Call it once, after Write or instead of it; captures not
+	// done must be abandoned (Capture.Abandon) first, on their goroutines.
 	Release() error
+}
+
+// Capture is the capture of some key groups for a snapshot.
+type Capture interface {
+	// Step captures up to about budget records and reports whether the
+	// capture is done.
+	Step(budget int) (bool, error)
+	// Abandon stops a capture that is not done; the snapshot can then
+	// only be released.
+	Abandon()
+}
+
+// TakeSnapshot snapshots key groups kgs (nil: all) of a backend no one else
+// calls meanwhile: Snapshot, Capture and every Step at once.
+func TakeSnapshot(sn Snapshotter, kgs []uint16) (Snapshot, error) {
+	s, err := sn.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.Capture(kgs)
+	if err != nil {
+		_ = s.Release()
+		return nil, err
+	}
+	for {
+		done, err := c.Step(1 << 20)
+		if err != nil {
+			c.Abandon()
+			_ = s.Release()
+			return nil, err
+		}
+		if done {
+			return s, nil
+		}
+	}
 }
 
 // SnapshotTarget stores the files of a snapshot. It is safe for concurrent

@@ -53,7 +53,7 @@ checkpoint:
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := b.Snapshot(nil)
+		s, err := statestore.TakeSnapshot(b, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

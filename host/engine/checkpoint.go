@@ -34,6 +34,9 @@ const MarkerBucket = "wasmstream_sinks"
 // HeaderMsgID is the JetStream de-duplication header exactly-once sinks set.
 const HeaderMsgID = "Nats-Msg-Id"
 
+// statePart is the checkpoint part that holds the state snapshot.
+const statePart = "state"
+
 // stagedPart is the checkpoint part that holds the staged records of
 // exactly-once sinks.
 const stagedPart = "sinks"
@@ -87,24 +90,33 @@ type barrier struct {
 	wm    int64  // the source watermark at the barrier
 	wmSeq uint64
 	start time.Time
-	// perWorker: each worker snapshots its own key groups at the barrier
-	// and goes on; otherwise workers wait for release (or abort) while
-	// the coordinator snapshots the whole backend.
-	perWorker bool
-	snap      statestore.Snapshotter
-	acks      chan workerAck // buffered: one per worker
-	release   chan struct{}
-	abort     chan struct{}
+	snap  statestore.Snapshot // each worker captures its key groups
+	acks  chan workerAck      // buffered: one per worker
+	abort chan struct{}       // closed when the checkpoint is given up
 }
 
-// workerAck is a worker's answer to a barrier.
+// workerAck is a worker's answer to a barrier: its capture is done.
 type workerAck struct {
 	worker  int
 	arrived time.Time
-	done    time.Time           // per-worker snapshots: when it was taken
-	snap    statestore.Snapshot // per-worker snapshots
+	done    time.Time     // when the capture was done
+	pause   time.Duration // the longest the capture stopped processing at once
 	err     error
 }
+
+// workerCapture is a worker's capture of its key groups in progress.
+type workerCapture struct {
+	b   *barrier
+	c   statestore.Capture
+	ack workerAck
+}
+
+// Capture steps: a worker captures captureStep records at a time, for up
+// to captureSlice before it looks at its input again.
+const (
+	captureStep  = 128
+	captureSlice = time.Millisecond
+)
 
 // stageBuf holds staged records in the staged-records encoding.
 type stageBuf struct {
@@ -169,9 +181,8 @@ type sealedEpoch struct {
 }
 
 // atBarrier handles barrier b after the batch it came with: the worker's
-// staged records of the epoch are sealed, then it snapshots its key groups
-// (per-worker snapshots) or waits until the coordinator has snapshotted
-// the backend.
+// staged records of the epoch are sealed and the capture of its key groups
+// begins; the worker steps it between batches (stepCapture).
 func (w *worker) atBarrier(b *barrier) {
 	ack := workerAck{worker: w.id, arrived: time.Now()}
 	faultpoint.Hit("checkpoint.after-barrier")
@@ -184,16 +195,67 @@ func (w *worker) atBarrier(b *barrier) {
 		b.acks <- ack
 		return
 	}
-	if b.perWorker {
-		ack.snap, ack.err = b.snap.Snapshot(w.allKGs)
-		ack.done = time.Now()
+	c, err := b.snap.Capture(w.allKGs)
+	ack.pause = time.Since(ack.arrived)
+	if err != nil {
+		ack.err = err
 		b.acks <- ack
 		return
 	}
-	b.acks <- ack
+	w.capture = &workerCapture{b: b, c: c, ack: ack}
+}
+
+// stepCapture steps the capture in progress for up to captureSlice, and
+// acknowledges the barrier when the capture is done.
+func (w *worker) stepCapture() {
+	wc := w.capture
+	if w.e.failed() {
+		w.abandonCapture()
+		return
+	}
+	start := time.Now()
+	for {
+		done, err := wc.c.Step(captureStep)
+		now := time.Now()
+		if err != nil || done {
+			wc.ack.pause = max(wc.ack.pause, now.Sub(start))
+			wc.ack.done, wc.ack.err = now, err
+			w.capture = nil
+			wc.b.acks <- wc.ack
+			return
+		}
+		if now.Sub(start) >= captureSlice {
+			wc.ack.pause = max(wc.ack.pause, now.Sub(start))
+			return
+		}
+	}
+}
+
+// finishCapture steps the capture in progress, if any, until it is done or
+// abandoned.
+func (w *worker) finishCapture() {
+	for w.capture != nil {
+		select {
+		case <-w.capture.b.abort:
+			w.abandonCapture()
+		default:
+			w.stepCapture()
+		}
+	}
+}
+
+// abandonCapture gives the capture in progress up: its checkpoint was
+// aborted, or the job failed.
+func (w *worker) abandonCapture() {
+	wc := w.capture
+	w.capture = nil
+	wc.c.Abandon()
 	select {
-	case <-b.release:
-	case <-b.abort:
+	case <-wc.b.abort:
+	default:
+		wc.ack.err = errors.New("the capture was abandoned: the job failed")
+		wc.ack.done = time.Now()
+		wc.b.acks <- wc.ack
 	}
 }
 
@@ -229,18 +291,22 @@ type CheckpointStats struct {
 	Completed int64
 	Failed    int64
 	// Last is the newest completed checkpoint: id, source sequence,
-	// duration (barrier to committed metadata), bytes of state files, alignment time (first to
-	// last worker reaching the barrier) and processing pause.
+	// duration (barrier to committed metadata), bytes of state files,
+	// alignment time (first to last worker reaching the barrier; no
+	// worker waits for the others), capture time (the longest a worker
+	// took from the barrier until its key groups were captured, while it
+	// went on processing) and processing pause.
 	LastID        uint64
 	LastSequence  uint64
 	LastDuration  time.Duration
 	LastSize      int64
 	LastAlignment time.Duration
+	LastCapture   time.Duration
 	LastPause     time.Duration
 	// PauseP50 and PauseP99 are percentiles of the processing pause of
 	// the last 1024 checkpoints: the longest time a worker stopped
-	// processing for the checkpoint (from the barrier until the state
-	// snapshot's synchronous part was done and it was released).
+	// processing at once for the checkpoint (the start of its capture at
+	// the barrier, or one slice of capture steps between two batches).
 	PauseP50 time.Duration
 	PauseP99 time.Duration
 }
@@ -255,7 +321,7 @@ func (s CheckpointStats) String() string {
 		fmt.Fprintf(&b, " (%d failed)", s.Failed)
 	}
 	if s.LastID > 0 {
-		fmt.Fprintf(&b, ", last %d in %s, %d bytes, alignment %s, pause p50 %s p99 %s", s.LastID, s.LastDuration.Round(time.Microsecond), s.LastSize, s.LastAlignment.Round(time.Microsecond), s.PauseP50.Round(time.Microsecond), s.PauseP99.Round(time.Microsecond))
+		fmt.Fprintf(&b, ", last %d in %s, %d bytes, alignment %s, capture %s, pause p50 %s p99 %s", s.LastID, s.LastDuration.Round(time.Microsecond), s.LastSize, s.LastAlignment.Round(time.Microsecond), s.LastCapture.Round(time.Microsecond), s.PauseP50.Round(time.Microsecond), s.PauseP99.Round(time.Microsecond))
 	}
 	return b.String()
 }
@@ -270,9 +336,8 @@ type coordinator struct {
 	warnf    func(string, ...any)
 
 	// set by openBackend
-	snap      statestore.Snapshotter
-	perWorker bool
-	restored  *checkpoint.Metadata
+	snap     statestore.Snapshotter
+	restored *checkpoint.Metadata
 
 	// exactly-once publishing
 	eoPub   jetstream.JetStream
@@ -411,7 +476,6 @@ func (c *coordinator) prepare(ctx context.Context) error {
 		return fmt.Errorf("engine: the job takes checkpoints but the state backend (%s) cannot be snapshotted: use memory or pebble", e.stateName)
 	}
 	c.snap = snap
-	_, c.perWorker = e.backend.(*memory.Backend)
 	c.carry = make([][]stageBuf, e.job.Parallelism)
 	if len(e.eoSinks) == 0 {
 		return nil
@@ -482,13 +546,18 @@ func (c *coordinator) checkpoint(ctx context.Context, src *source, final bool) {
 	}
 	id := p.ID()
 	par := len(e.workers)
+	snap, err := c.snap.Snapshot()
+	if err != nil {
+		fail(p, fmt.Errorf("checkpoint %d: state snapshot: %w", id, err))
+		return
+	}
 	b := &barrier{
-		id: id, perWorker: c.perWorker, snap: c.snap,
-		acks:    make(chan workerAck, par),
-		release: make(chan struct{}),
-		abort:   make(chan struct{}),
+		id: id, snap: snap,
+		acks:  make(chan workerAck, par),
+		abort: make(chan struct{}),
 	}
 	if err := src.injectBarrier(b); err != nil {
+		_ = snap.Release()
 		_ = p.Abort(context.WithoutCancel(ctx))
 		if !errors.Is(err, errStopping) {
 			fail(nil, fmt.Errorf("checkpoint %d: %w", id, err))
@@ -504,56 +573,26 @@ func (c *coordinator) checkpoint(ctx context.Context, src *source, final bool) {
 			acks = append(acks, a)
 		case <-timeout.C:
 			close(b.abort)
-			for _, a := range acks {
-				if a.snap != nil {
-					_ = a.snap.Release()
-				}
-			}
-			fail(p, fmt.Errorf("checkpoint %d: %d of %d workers reached the barrier within checkpoint.timeout %s: raise the timeout or find what holds the workers", id, len(acks), par, c.timeout))
+			_ = snap.Release()
+			fail(p, fmt.Errorf("checkpoint %d: %d of %d workers captured their state within checkpoint.timeout %s: raise the timeout or find what holds the workers", id, len(acks), par, c.timeout))
 			return
 		}
 	}
 	first, last := acks[0].arrived, acks[0].arrived
+	var pause, capture time.Duration
 	var ackErr error
 	for _, a := range acks {
 		first, last = minTime(first, a.arrived), maxTime(last, a.arrived)
+		pause = max(pause, a.pause)
+		if !a.done.IsZero() {
+			capture = max(capture, a.done.Sub(a.arrived))
+		}
 		if a.err != nil && ackErr == nil {
 			ackErr = fmt.Errorf("worker %d: %w", a.worker, a.err)
 		}
 	}
-	type partSnap struct {
-		name string
-		snap statestore.Snapshot
-	}
-	var snaps []partSnap
-	var pause time.Duration
-	if c.perWorker {
-		for _, a := range acks {
-			pause = max(pause, a.done.Sub(a.arrived))
-			if a.snap != nil {
-				snaps = append(snaps, partSnap{fmt.Sprintf("worker-%d", a.worker), a.snap})
-			}
-		}
-	} else if ackErr == nil {
-		// Every worker waits at the barrier: nothing calls the backend.
-		s, err := c.snap.Snapshot(nil)
-		if err != nil {
-			ackErr = fmt.Errorf("state snapshot: %w", err)
-		} else {
-			snaps = append(snaps, partSnap{"state", s})
-		}
-		pause = time.Since(first)
-		close(b.release)
-	} else {
-		close(b.abort)
-	}
-	release := func() {
-		for _, s := range snaps {
-			_ = s.snap.Release()
-		}
-	}
 	if ackErr != nil {
-		release()
+		_ = snap.Release()
 		fail(p, fmt.Errorf("checkpoint %d: %w", id, ackErr))
 		return
 	}
@@ -572,17 +611,13 @@ func (c *coordinator) checkpoint(ctx context.Context, src *source, final bool) {
 	if e.cfg.Contract.States == nil {
 		m.Contract.States = e.cfg.States
 	}
-	slices.SortFunc(snaps, func(x, y partSnap) int { return strings.Compare(x.name, y.name) })
-	for _, s := range snaps {
-		h, err := s.snap.Write(wctx, p.Target(s.name))
-		if err != nil {
-			release()
-			fail(p, fmt.Errorf("checkpoint %d: writing state part %s: %w", id, s.name, err))
-			return
-		}
-		m.Parts = append(m.Parts, checkpoint.Part{Name: s.name, Snapshot: h})
+	h, err := snap.Write(wctx, p.Target(statePart))
+	_ = snap.Release()
+	if err != nil {
+		fail(p, fmt.Errorf("checkpoint %d: writing the state: %w", id, err))
+		return
 	}
-	release()
+	m.Parts = append(m.Parts, checkpoint.Part{Name: statePart, Snapshot: h})
 	staged := make([][]stageBuf, par)
 	for w, wk := range e.workers {
 		staged[w] = c.carry[w]
@@ -616,13 +651,14 @@ func (c *coordinator) checkpoint(ctx context.Context, src *source, final bool) {
 	c.stats.LastDuration = m.Duration
 	c.stats.LastSize = m.Size()
 	c.stats.LastAlignment = last.Sub(first)
+	c.stats.LastCapture = capture
 	c.stats.LastPause = pause
 	c.pauses = append(c.pauses, pause)
 	if len(c.pauses) > pauseWindow {
 		c.pauses = c.pauses[len(c.pauses)-pauseWindow:]
 	}
 	c.mu.Unlock()
-	e.logf("checkpoint %d complete: sequence %d, %d bytes of state, %s, pause %s, alignment %s", id, m.Sequence, m.Size(), m.Duration.Round(time.Microsecond), pause, last.Sub(first))
+	e.logf("checkpoint %d complete: sequence %d, %d bytes of state, %s, pause %s, capture %s, alignment %s", id, m.Sequence, m.Size(), m.Duration.Round(time.Microsecond), pause, capture, last.Sub(first))
 
 	// The checkpoint is complete: publish the epoch's staged records.
 	for k := range e.eoSinks {

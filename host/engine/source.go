@@ -58,13 +58,6 @@ type source struct {
 	stopped bool
 }
 
-// Before a barrier the source waits up to maxDrain, checking every
-// drainPoll, for the batches queued at the workers to be taken.
-const (
-	maxDrain  = 100 * time.Millisecond
-	drainPoll = 100 * time.Microsecond
-)
-
 // errPastEnd ends the source at the first event after Config.UntilSeq.
 var errPastEnd = errors.New("engine: past the end sequence")
 
@@ -366,16 +359,6 @@ func (s *source) injectBarrier(b *barrier) error {
 	defer s.mu.Unlock()
 	if s.stopped {
 		return errStopping
-	}
-	// Let the workers' queues drain first, so that they reach the barrier
-	// about together and the first one waits little for the others.
-	deadline := time.Now().Add(maxDrain)
-	for w := 0; w < len(s.e.workers); {
-		if len(s.e.workers[w].in) == 0 || s.ctx.Err() != nil || time.Now().After(deadline) {
-			w++
-			continue
-		}
-		time.Sleep(drainPoll)
 	}
 	b.seq, b.wm, b.wmSeq = s.routed, s.wm, s.wmSeq
 	b.start = time.Now()

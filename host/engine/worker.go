@@ -76,6 +76,8 @@ type worker struct {
 	stage  []stageBuf
 	sealMu sync.Mutex
 	sealed []sealedEpoch
+	// capture is the state capture of a checkpoint in progress.
+	capture *workerCapture
 }
 
 var logLevels = [...]string{"trace", "debug", "info", "warn", "error"}
@@ -186,20 +188,26 @@ func (w *worker) run(ctx context.Context) {
 		tick = t.C
 	}
 	for {
+		if wc := w.capture; wc != nil {
+			// Capture steps go between batches, and on while no batch
+			// waits.
+			select {
+			case b, ok := <-w.in:
+				if !w.onBatch(ctx, b, ok) {
+					return
+				}
+			case <-wc.b.abort:
+				w.abandonCapture()
+			default:
+				w.stepCapture()
+			}
+			continue
+		}
 		select {
 		case b, ok := <-w.in:
-			if !ok {
+			if !w.onBatch(ctx, b, ok) {
 				return
 			}
-			if !w.e.failed() {
-				w.process(ctx, b)
-				w.cleanup()
-			}
-			if b.barrier != nil {
-				w.atBarrier(b.barrier)
-			}
-			b.reset()
-			w.free <- b
 		case <-w.clockWait():
 			w.waitCh, w.waitAt = nil, noTimer
 			if !w.e.failed() {
@@ -211,6 +219,29 @@ func (w *worker) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// onBatch handles batch b from the input, ok false when the input is
+// closed; it reports whether the worker goes on.
+func (w *worker) onBatch(ctx context.Context, b *batch, ok bool) bool {
+	if !ok {
+		w.finishCapture()
+		return false
+	}
+	if !w.e.failed() {
+		w.process(ctx, b)
+		w.cleanup()
+	}
+	if w.capture != nil {
+		w.stepCapture()
+	}
+	if b.barrier != nil {
+		w.finishCapture()
+		w.atBarrier(b.barrier)
+	}
+	b.reset()
+	w.free <- b
+	return true
 }
 
 // cleanup removes up to cleanupLimit expired state entries from each of the

@@ -9,6 +9,8 @@ import (
 	"hash/crc32"
 	"io"
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/wasmstream/wasmstream/abi"
 	"github.com/wasmstream/wasmstream/statestore"
@@ -17,11 +19,11 @@ import (
 
 // Snapshots
 //
-// The synchronous part of a snapshot (Backend.Snapshot) serialises the
-// records of the key groups it covers into memory, which costs about as
-// much as copying them once, and takes the list of their live timers, whose
-// ids never change; Write then sorts and encodes the timers and stores the
-// one file while the workers go on.
+// A capture (Snapshot.Capture) notes the event time of each key group and
+// the list of its live timers, whose ids never change, and starts the
+// state engine's copy-on-write capture of its records; each Step then
+// serialises a share of the records into memory. Write sorts and encodes
+// the timers and stores the one file while the workers go on.
 //
 // # Durable format, version 1
 //
@@ -43,7 +45,7 @@ import (
 // where a string is a uvarint length and the bytes. A key group's payload:
 //
 //	eventtime  varint, the event time the key group last had (ms)
-//	nrecords   uvarint, then per record, by state id and key:
+//	nrecords   uvarint, then per record, in no particular order:
 //	  st       uvarint, the state id
 //	  key      string
 //	  ncells   uvarint, then per cell (the value, the list elements in
@@ -76,10 +78,43 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 var _ statestore.Snapshotter = (*Backend)(nil)
 
-// Snapshot implements statestore.Snapshotter: it serialises the state and
-// timers of kgs (nil: all key groups). Calls on other key groups may run
-// concurrently.
-func (b *Backend) Snapshot(kgs []uint16) (statestore.Snapshot, error) {
+// Snapshot implements statestore.Snapshotter.
+func (b *Backend) Snapshot() (statestore.Snapshot, error) {
+	return &snapshot{b: b, epoch: b.NewEpoch(), sections: make([]*section, len(b.groups))}, nil
+}
+
+type snapshot struct {
+	b        *Backend
+	epoch    uint32
+	sections []*section // by key group; nil: not captured
+	mu       sync.Mutex
+	caps     []*capture
+	released bool
+}
+
+// section is one key group of a snapshot: the event time at the barrier,
+// its records as the capture serialised them, and its live timers per
+// domain (event time, processing time), unsorted.
+type section struct {
+	kg        uint16
+	eventTime int64
+	nrec      int
+	recs      []byte
+	timers    [2][]*timerItem
+}
+
+// capture takes the records of its key groups, then their timers.
+type capture struct {
+	b    *Backend
+	c    *core.Capture
+	secs []section // by position in kgs
+	next int       // timers of secs[next/2:] are not all taken
+	done atomic.Bool
+}
+
+// Capture implements statestore.Snapshot.
+func (s *snapshot) Capture(kgs []uint16) (statestore.Capture, error) {
+	b := s.b
 	if kgs == nil {
 		kgs = statestore.AllKeyGroups(len(b.groups))
 	}
@@ -87,90 +122,107 @@ func (b *Backend) Snapshot(kgs []uint16) (statestore.Snapshot, error) {
 		if int(kg) >= len(b.groups) {
 			return nil, fmt.Errorf("wasmstream: snapshot of key group %d: the backend has %d key groups", kg, len(b.groups))
 		}
-	}
-	ranges := statestore.KeyGroupRanges(kgs)
-	kgs = statestore.ExpandKeyGroups(ranges)
-	names := statestore.StateNames(b.States())
-
-	var out bytes.Buffer
-	out.WriteString(snapshotMagic)
-	var hdr []byte
-	hdr = binary.AppendUvarint(hdr, SnapshotFormat)
-	hdr = binary.AppendUvarint(hdr, uint64(len(b.groups)))
-	hdr = appendString(hdr, []byte(statestore.KeyGroupHash))
-	hdr = binary.AppendUvarint(hdr, uint64(len(names)))
-	for _, n := range names {
-		hdr = appendString(hdr, []byte(n))
-	}
-	out.Write(hdr)
-
-	var sections []section
-	var p []byte
-	for _, kg := range kgs {
-		p = binary.AppendVarint(p[:0], b.EventTime(kg))
-		nrec := 0
-		var recs []byte
-		err := b.EachRecord(kg, func(st int, key []byte, cells []core.Cell) error {
-			nrec++
-			recs = binary.AppendUvarint(recs, uint64(st))
-			recs = appendString(recs, key)
-			recs = binary.AppendUvarint(recs, uint64(len(cells)))
-			for _, c := range cells {
-				recs = appendString(recs, c.UserKey)
-				recs = binary.AppendVarint(recs, c.Exp)
-				recs = appendString(recs, c.Value)
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
+		if s.sections[kg] != nil {
+			return nil, fmt.Errorf("wasmstream: key group %d is captured twice in one snapshot", kg)
 		}
-		sec := section{kg: kg}
-		ntimers := 0
-		for i, d := range []int{abi.TimeDomainEvent, abi.TimeDomainProcessing} {
-			if sec.timers[i], err = b.captureTimers(kg, d); err != nil {
+	}
+	secs := make([]section, len(kgs))
+	sections := s.sections
+	for i, kg := range kgs {
+		secs[i].kg, secs[i].eventTime = kg, b.EventTime(kg)
+	}
+	c, err := b.BeginCapture(s.epoch, slices.Clone(kgs), func(kg uint16, st int, key []byte, cells []core.Cell) {
+		sec := sections[kg]
+		sec.nrec++
+		p := binary.AppendUvarint(sec.recs, uint64(st))
+		p = appendString(p, key)
+		p = binary.AppendUvarint(p, uint64(len(cells)))
+		for _, c := range cells {
+			p = appendString(p, c.UserKey)
+			p = binary.AppendVarint(p, c.Exp)
+			p = appendString(p, c.Value)
+		}
+		sec.recs = p
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i, kg := range kgs {
+		s.sections[kg] = &secs[i]
+		for d, dom := range []int{abi.TimeDomainEvent, abi.TimeDomainProcessing} {
+			h, err := b.timerHeap(kg, dom)
+			if err != nil {
 				return nil, err
 			}
-			ntimers += len(sec.timers[i])
+			h.beginCapture(s.epoch, &secs[i].timers[d])
 		}
-		if nrec == 0 && ntimers == 0 && b.EventTime(kg) == 0 {
-			continue
-		}
-		p = binary.AppendUvarint(p, uint64(nrec))
-		p = append(p, recs...)
-		sec.head = slices.Clone(p)
-		sections = append(sections, sec)
 	}
-	return &snapshot{
-		header:   out.Bytes(),
-		sections: sections,
-		handle: statestore.SnapshotHandle{
-			Backend:        BackendKind,
-			Format:         SnapshotFormat,
-			MaxParallelism: len(b.groups),
-			KeyGroups:      ranges,
-			States:         names,
-		},
-	}, nil
+	cp := &capture{b: b, c: c, secs: secs}
+	s.mu.Lock()
+	s.caps = append(s.caps, cp)
+	s.mu.Unlock()
+	return cp, nil
 }
 
-// section is one key group of a snapshot as Snapshot captures it: its
-// payload up to the timers, and its live timers per domain (event time,
-// processing time), unsorted. A timer's id never changes once registered,
-// so the timers are encoded later, in Write, while the workers go on.
-type section struct {
-	kg     uint16
-	head   []byte
-	timers [2][]*timerItem
+// Step implements statestore.Capture.
+func (c *capture) Step(budget int) (bool, error) {
+	if !c.c.Done() {
+		done, err := c.c.Step(budget)
+		if err != nil || !done {
+			return false, err
+		}
+	}
+	for c.next < 2*len(c.secs) && budget > 0 {
+		h, err := c.b.timerHeap(c.secs[c.next/2].kg, []int{abi.TimeDomainEvent, abi.TimeDomainProcessing}[c.next%2])
+		if err != nil {
+			return false, err
+		}
+		n, done := h.stepCapture(budget)
+		budget -= max(n, 1)
+		if done {
+			c.next++
+		}
+	}
+	if c.next < 2*len(c.secs) {
+		return false, nil
+	}
+	c.done.Store(true)
+	return true, nil
+}
+
+// Abandon implements statestore.Capture.
+func (c *capture) Abandon() {
+	c.c.Abandon()
+	for ; c.next < 2*len(c.secs); c.next++ {
+		if h, err := c.b.timerHeap(c.secs[c.next/2].kg, []int{abi.TimeDomainEvent, abi.TimeDomainProcessing}[c.next%2]); err == nil {
+			h.endCapture()
+		}
+	}
 }
 
 // encode returns the snapshot file.
 func (s *snapshot) encode() []byte {
-	out := slices.Clone(s.header)
+	names := statestore.StateNames(s.b.States())
+	out := []byte(snapshotMagic)
+	out = binary.AppendUvarint(out, SnapshotFormat)
 	out = binary.AppendUvarint(out, uint64(len(s.sections)))
-	var p []byte
+	out = appendString(out, []byte(statestore.KeyGroupHash))
+	out = binary.AppendUvarint(out, uint64(len(names)))
+	for _, n := range names {
+		out = appendString(out, []byte(n))
+	}
+	var secs []*section
 	for _, sec := range s.sections {
-		p = append(p[:0], sec.head...)
+		if sec != nil && (sec.nrec > 0 || len(sec.timers[0])+len(sec.timers[1]) > 0 || sec.eventTime != 0) {
+			secs = append(secs, sec)
+		}
+	}
+	out = binary.AppendUvarint(out, uint64(len(secs)))
+	var p []byte
+	for _, sec := range secs {
+		p = binary.AppendVarint(p[:0], sec.eventTime)
+		p = binary.AppendUvarint(p, uint64(sec.nrec))
+		p = append(p, sec.recs...)
 		p = binary.AppendUvarint(p, uint64(len(sec.timers[0])+len(sec.timers[1])))
 		for i, d := range []int{abi.TimeDomainEvent, abi.TimeDomainProcessing} {
 			items := sec.timers[i]
@@ -197,29 +249,46 @@ func appendString(dst, s []byte) []byte {
 	return append(dst, s...)
 }
 
-type snapshot struct {
-	header   []byte // nil after Release
-	sections []section
-	handle   statestore.SnapshotHandle
-}
-
 // Write implements statestore.Snapshot.
 func (s *snapshot) Write(ctx context.Context, t statestore.SnapshotTarget) (statestore.SnapshotHandle, error) {
-	if s.header == nil {
+	if s.released {
 		return statestore.SnapshotHandle{}, fmt.Errorf("wasmstream: memory snapshot written after Release")
+	}
+	s.mu.Lock()
+	caps := slices.Clone(s.caps)
+	s.mu.Unlock()
+	if len(caps) == 0 {
+		return statestore.SnapshotHandle{}, fmt.Errorf("wasmstream: memory snapshot written before any key group was captured")
+	}
+	for _, c := range caps {
+		if !c.done.Load() {
+			return statestore.SnapshotHandle{}, fmt.Errorf("wasmstream: memory snapshot written before its captures are done")
+		}
+	}
+	var kgs []uint16
+	for kg, sec := range s.sections {
+		if sec != nil {
+			kgs = append(kgs, uint16(kg))
+		}
 	}
 	f, err := t.Write(ctx, SnapshotFile, false, bytes.NewReader(s.encode()))
 	if err != nil {
 		return statestore.SnapshotHandle{}, err
 	}
-	h := s.handle
-	h.Files = []statestore.FileHandle{f}
-	return h, nil
+	return statestore.SnapshotHandle{
+		Backend:        BackendKind,
+		Format:         SnapshotFormat,
+		MaxParallelism: len(s.b.groups),
+		KeyGroups:      statestore.KeyGroupRanges(kgs),
+		States:         statestore.StateNames(s.b.States()),
+		Files:          []statestore.FileHandle{f},
+	}, nil
 }
 
 // Release implements statestore.Snapshot.
 func (s *snapshot) Release() error {
-	s.header, s.sections = nil, nil
+	s.released = true
+	s.sections = nil
 	return nil
 }
 

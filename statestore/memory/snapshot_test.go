@@ -52,7 +52,7 @@ func snapshotOf(t *testing.T) (files, statestore.SnapshotHandle) {
 			t.Fatal(err)
 		}
 	}
-	snap, err := b.Snapshot(nil)
+	snap, err := statestore.TakeSnapshot(b, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestSnapshotTimersAtBarrier(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	snap, err := b.Snapshot(nil)
+	snap, err := statestore.TakeSnapshot(b, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package memory
 
 import (
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"sync"
@@ -41,8 +42,9 @@ type timerID struct {
 }
 
 type timerItem struct {
-	id   timerID
-	dead bool // deleted, still in the heap
+	id       timerID
+	dead     bool   // deleted, still in the heap
+	capEpoch uint32 // the last capture that took it or does not need it
 }
 
 type heapEntry struct {
@@ -55,6 +57,14 @@ type timerHeap struct {
 	index map[timerID]*timerItem
 	dead  int // deleted items still in items
 	peak  int // most live timers since the heap was last empty
+
+	// A capture in progress: the live timers at the barrier go to capOut,
+	// pulled from the index, or copy-on-write before they are popped or
+	// deleted.
+	capOut   *[]*timerItem
+	capEpoch uint32
+	capNext  func() (*timerItem, bool)
+	capStop  func()
 }
 
 var _ statestore.TimerStore = (*Backend)(nil)
@@ -99,6 +109,9 @@ func (b *Backend) RegisterTimer(kg uint16, t statestore.Timer) (bool, error) {
 	if h.index == nil {
 		h.index = map[timerID]*timerItem{}
 	}
+	if h.capOut != nil {
+		it.capEpoch = h.capEpoch
+	}
 	h.index[it.id] = it
 	h.push(heapEntry{t.Time, it})
 	h.peak = max(h.peak, len(h.index))
@@ -116,6 +129,7 @@ func (b *Backend) DeleteTimer(kg uint16, t statestore.Timer) (bool, error) {
 	if !ok {
 		return false, nil
 	}
+	h.cow(it)
 	delete(h.index, it.id)
 	it.dead = true
 	h.dead++
@@ -141,6 +155,7 @@ func (b *Backend) PopTimers(kg uint16, domain int, upTo int64, limit int, fn fun
 			break
 		}
 		h.popMin()
+		h.cow(it)
 		delete(h.index, it.id)
 		b.timers.count.Add(-1)
 		n++
@@ -194,32 +209,54 @@ func (b *Backend) AppendTimers(dst []statestore.Timer, kg uint16, domain int) ([
 	return dst, nil
 }
 
-// captureTimers returns the live timers of domain in kg, unsorted, for a
-// snapshot: their ids never change, so the caller may read them while kg
-// goes on (but not their dead flags). It costs O(n) and copies no bytes.
-func (b *Backend) captureTimers(kg uint16, domain int) ([]*timerItem, error) {
-	h, err := b.timerHeap(kg, domain)
-	if err != nil {
-		return nil, err
+// beginCapture starts capturing the live timers of h into out.
+func (h *timerHeap) beginCapture(epoch uint32, out *[]*timerItem) {
+	h.capOut, h.capEpoch = out, epoch
+}
+
+// stepCapture takes up to budget live timers for the capture in progress
+// and returns how many it took and whether it is done.
+func (h *timerHeap) stepCapture(budget int) (int, bool) {
+	if h.capOut == nil {
+		return 0, true
 	}
-	if len(h.index) == 0 {
-		return nil, nil
+	if h.capNext == nil {
+		index := h.index
+		h.capNext, h.capStop = iter.Pull(func(yield func(*timerItem) bool) {
+			for _, it := range index {
+				if !yield(it) {
+					return
+				}
+			}
+		})
 	}
-	items := make([]*timerItem, 0, len(h.index))
-	for _, e := range h.items {
-		if !e.it.dead {
-			items = append(items, e.it)
+	n := 0
+	for n < budget {
+		it, ok := h.capNext()
+		if !ok {
+			h.endCapture()
+			return n, true
 		}
+		n++
+		h.cow(it)
 	}
-	if len(items) != len(h.index) {
-		// The heap holds every live timer once; should it not, take the
-		// index, which is the set of live timers.
-		items = items[:0]
-		for _, it := range h.index {
-			items = append(items, it)
-		}
+	return n, false
+}
+
+// cow takes it for the capture in progress unless it has it already.
+func (h *timerHeap) cow(it *timerItem) {
+	if h.capOut != nil && it.capEpoch != h.capEpoch {
+		it.capEpoch = h.capEpoch
+		*h.capOut = append(*h.capOut, it)
 	}
-	return items, nil
+}
+
+// endCapture ends the capture in progress, done or abandoned.
+func (h *timerHeap) endCapture() {
+	if h.capStop != nil {
+		h.capStop()
+	}
+	h.capOut, h.capNext, h.capStop = nil, nil, nil
 }
 
 func compareID(x, y *timerID) int {

@@ -1,6 +1,8 @@
 package pebble_test
 
 import (
+	"context"
+	"path/filepath"
 	"sync"
 	"testing"
 
@@ -60,6 +62,15 @@ func run(t *testing.T, o pebble.Options) {
 	p := newOpeners(o)
 	statestoretest.Run(t, p.open)
 	statestoretest.RunDurable(t, p.open, p.reopen)
+	statestoretest.RunSnapshots(t, p.open, func(t *testing.T, cfg statestore.Config, h statestore.SnapshotHandle, src statestore.SnapshotSource) statestore.Backend {
+		oo := o
+		oo.Logf = t.Logf
+		b, _, err := pebble.Restore(context.Background(), filepath.Join(t.TempDir(), "restored"), cfg, oo, h, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	})
 }
 
 func TestConformance(t *testing.T) {

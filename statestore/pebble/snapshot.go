@@ -15,10 +15,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/wasmstream/wasmstream/statestore"
+	"github.com/wasmstream/wasmstream/statestore/internal/core"
 )
 
 // Snapshots
@@ -166,39 +168,19 @@ func isShared(local string) bool {
 
 var _ statestore.Snapshotter = (*Backend)(nil)
 
-// Snapshot implements statestore.Snapshotter. It covers every key group:
-// kgs must be nil or name all of them, and no call on the backend may be in
-// progress (as for Flush).
-func (b *Backend) Snapshot(kgs []uint16) (statestore.Snapshot, error) {
+// Snapshot implements statestore.Snapshotter. Every key group must be
+// captured before Write. From its capture until Write has copied the
+// database (or Release), nothing a key group writes after its barrier
+// reaches the database: its cache and timer writes wait in memory.
+func (b *Backend) Snapshot() (statestore.Snapshot, error) {
+	if b.closed {
+		return nil, fmt.Errorf("wasmstream: snapshot of a closed state backend")
+	}
 	n := len(b.timers.groups)
-	if kgs != nil {
-		if r := statestore.KeyGroupRanges(kgs); len(r) != 1 || r[0].First != 0 || int(r[0].Last) != n-1 {
-			return nil, fmt.Errorf("wasmstream: a pebble snapshot covers all %d key groups of its database: pass nil and quiesce every worker", n)
-		}
-	}
-	if err := b.Flush(); err != nil {
-		return nil, err
-	}
-	if err := b.db.Flush(); err != nil {
-		return nil, fmt.Errorf("wasmstream: state snapshot: flushing the memtable: %w", err)
-	}
-	b.snaps.mu.Lock()
-	b.snaps.seq++
-	dir := filepath.Join(SnapshotDir(b.dir), fmt.Sprintf("snap-%s-%06d", b.snaps.inst.Instance, b.snaps.seq))
-	b.snaps.mu.Unlock()
-	if err := os.RemoveAll(dir); err != nil {
-		return nil, fmt.Errorf("wasmstream: state snapshot: %w", err)
-	}
-	if err := b.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
-		return nil, fmt.Errorf("wasmstream: state snapshot to %s: %w", dir, err)
-	}
-	if err := trimWALs(dir, b.db.Metrics().WAL.Files <= 1); err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, fmt.Errorf("wasmstream: state snapshot: %w", err)
-	}
 	return &snapshot{
-		b:   b,
-		dir: dir,
+		b:        b,
+		epoch:    b.NewEpoch(),
+		captured: make([]bool, n),
 		handle: statestore.SnapshotHandle{
 			Backend:        BackendKind,
 			Format:         SnapshotFormat,
@@ -211,20 +193,170 @@ func (b *Backend) Snapshot(kgs []uint16) (statestore.Snapshot, error) {
 }
 
 type snapshot struct {
-	b       *Backend
-	dir     string
-	handle  statestore.SnapshotHandle
-	written bool
-	done    bool
+	b        *Backend
+	epoch    uint32
+	mu       sync.Mutex
+	captured []bool // by key group
+	caps     []*capture
+	dir      string
+	handle   statestore.SnapshotHandle
+	written  bool
+	done     bool
+}
+
+// capture is the capture of some key groups: the state engine's write-back
+// of the records dirty at the barrier, then the commit of the timer writes
+// buffered at the barrier, one key group per Step.
+type capture struct {
+	b    *Backend
+	c    *core.Capture
+	kgs  []uint16
+	next int // timer batches of kgs[next:] are not committed yet
+	done atomic.Bool
+	err  error
+}
+
+// Capture implements statestore.Snapshot.
+func (s *snapshot) Capture(kgs []uint16) (statestore.Capture, error) {
+	b := s.b
+	n := len(b.timers.groups)
+	if kgs == nil {
+		kgs = statestore.AllKeyGroups(n)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return nil, fmt.Errorf("wasmstream: capture for a pebble snapshot already written or released")
+	}
+	for _, kg := range kgs {
+		if int(kg) >= n {
+			return nil, fmt.Errorf("wasmstream: snapshot of key group %d: the backend has %d key groups", kg, n)
+		}
+		if s.captured[kg] {
+			return nil, fmt.Errorf("wasmstream: key group %d is captured twice in one snapshot", kg)
+		}
+	}
+	kgs = slices.Clone(kgs)
+	c, err := b.BeginCapture(s.epoch, kgs, nil)
+	if err != nil {
+		return nil, err
+	}
+	cp := &capture{b: b, c: c, kgs: kgs}
+	for _, kg := range kgs {
+		if err := b.freezeTimers(kg, s.epoch); err != nil {
+			cp.Abandon()
+			return nil, err
+		}
+	}
+	for _, kg := range kgs {
+		s.captured[kg] = true
+	}
+	s.caps = append(s.caps, cp)
+	return cp, nil
+}
+
+// Step implements statestore.Capture.
+func (c *capture) Step(budget int) (bool, error) {
+	if c.err != nil {
+		return false, c.err
+	}
+	if !c.c.Done() {
+		done, err := c.c.Step(budget)
+		if err != nil {
+			c.err = err
+			return false, err
+		}
+		if !done {
+			return false, nil
+		}
+		budget = max(budget/2, 1)
+	}
+	for c.next < len(c.kgs) && budget > 0 {
+		n, err := c.b.commitFrozenTimers(c.kgs[c.next])
+		if err != nil {
+			c.err = err
+			return false, err
+		}
+		c.next++
+		budget -= max(n, 1)
+	}
+	if c.next < len(c.kgs) {
+		return false, nil
+	}
+	c.done.Store(true)
+	return true, nil
+}
+
+// Abandon implements statestore.Capture: the key groups' timer writes
+// buffered at the barrier are committed, and the records not yet written
+// back are dirty again.
+func (c *capture) Abandon() {
+	c.c.Abandon()
+	for ; c.next < len(c.kgs); c.next++ {
+		if _, err := c.b.commitFrozenTimers(c.kgs[c.next]); err != nil && c.err == nil {
+			c.err = err
+		}
+	}
+	if c.err == nil {
+		c.err = fmt.Errorf("wasmstream: state snapshot: the capture was abandoned")
+	}
+}
+
+// checkpoint copies the database, which holds every key group as of its
+// barrier, to a new local snapshot directory, and lets the held writes go.
+func (s *snapshot) checkpoint() error {
+	b := s.b
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return fmt.Errorf("wasmstream: pebble snapshot written twice or after Release")
+	}
+	s.done = true
+	defer b.ReleaseWrites(s.epoch)
+	for kg, ok := range s.captured {
+		if !ok {
+			return fmt.Errorf("wasmstream: a pebble snapshot covers all %d key groups of its database: key group %d was not captured", len(s.captured), kg)
+		}
+	}
+	for _, c := range s.caps {
+		if !c.done.Load() {
+			return fmt.Errorf("wasmstream: pebble snapshot written before its captures are done")
+		}
+	}
+	// The counts include what calls after the barrier changed: they are
+	// statistics, which a restore only reports.
+	if err := b.SaveStats(); err != nil {
+		return fmt.Errorf("wasmstream: state snapshot: %w", err)
+	}
+	if err := b.saveTimerCount(); err != nil {
+		return fmt.Errorf("wasmstream: state snapshot: %w", err)
+	}
+	if err := b.db.Flush(); err != nil {
+		return fmt.Errorf("wasmstream: state snapshot: flushing the memtable: %w", err)
+	}
+	b.snaps.mu.Lock()
+	b.snaps.seq++
+	dir := filepath.Join(SnapshotDir(b.dir), fmt.Sprintf("snap-%s-%06d", b.snaps.inst.Instance, b.snaps.seq))
+	b.snaps.mu.Unlock()
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("wasmstream: state snapshot: %w", err)
+	}
+	s.dir = dir
+	if err := b.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
+		return fmt.Errorf("wasmstream: state snapshot to %s: %w", dir, err)
+	}
+	if err := trimWALs(dir, b.db.Metrics().WAL.Files <= 1); err != nil {
+		return fmt.Errorf("wasmstream: state snapshot: %w", err)
+	}
+	return nil
 }
 
 // Write implements statestore.Snapshot. Files the target already holds are
 // not stored again.
 func (s *snapshot) Write(ctx context.Context, t statestore.SnapshotTarget) (statestore.SnapshotHandle, error) {
-	if s.done {
-		return statestore.SnapshotHandle{}, fmt.Errorf("wasmstream: pebble snapshot written twice or after Release")
+	if err := s.checkpoint(); err != nil {
+		return statestore.SnapshotHandle{}, err
 	}
-	s.done = true
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
 		return statestore.SnapshotHandle{}, fmt.Errorf("wasmstream: state snapshot: %w", err)
@@ -306,8 +438,11 @@ func (ss *snapState) keep(stateDir, dir string) {
 // is deleted; a written one stays for local recovery until a newer one is
 // written.
 func (s *snapshot) Release() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.done = true
-	if s.written {
+	s.b.ReleaseWrites(s.epoch)
+	if s.written || s.dir == "" {
 		return nil
 	}
 	return os.RemoveAll(s.dir)

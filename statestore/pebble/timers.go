@@ -63,11 +63,17 @@ type timerStore struct {
 
 type timerGroup struct {
 	batch   *pebble.Batch   // uncommitted timer writes; nil when none
-	pending map[string]bool // the keys batch sets (true) and deletes (false)
-	heads   [2]timerHead    // abi.TimeDomainEvent, abi.TimeDomainProcessing
-	filters [2]timerFilter
-	buf     []byte // scratch key
-	kbuf    []byte // scratch decoded key
+	pending map[string]bool // the keys batch and frozen set (true) and delete (false)
+	// A snapshot's capture freezes the batch of the barrier, to be
+	// committed by the capture; until the snapshot releases the hold
+	// epoch, batch is an indexed batch that is never committed, and
+	// reads see the database through it.
+	frozen    *pebble.Batch
+	holdEpoch uint32
+	heads     [2]timerHead // abi.TimeDomainEvent, abi.TimeDomainProcessing
+	filters   [2]timerFilter
+	buf       []byte // scratch key
+	kbuf      []byte // scratch decoded key
 }
 
 // timerHead holds the earliest timers of a key group and domain, sorted by
@@ -257,7 +263,11 @@ func (b *Backend) del(g *timerGroup, k string) {
 
 func (b *Backend) batchOf(g *timerGroup) *pebble.Batch {
 	if g.batch == nil {
-		g.batch = b.db.NewBatch()
+		if b.timersHeld(g) {
+			g.batch = b.db.NewIndexedBatch()
+		} else {
+			g.batch = b.db.NewBatch()
+		}
 		if g.pending == nil {
 			g.pending = map[string]bool{}
 		}
@@ -297,7 +307,7 @@ func (b *Backend) buildFilter(kg uint16, domain int, g *timerGroup) error {
 		return err
 	}
 	lo := appendTimerPrefix(nil, kg, domain)
-	it, err := b.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	it, err := b.timerReader(g).NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
 	if err != nil {
 		return fmt.Errorf("wasmstream: reading timers: %w", err)
 	}
@@ -313,11 +323,23 @@ func (b *Backend) buildFilter(kg uint16, domain int, g *timerGroup) error {
 }
 
 // commitTimers commits g's batch if it has outgrown its budget, or always
-// with force.
+// with force, which first commits the frozen batch too, so that reading
+// through timerReader sees every write. While a snapshot holds g's writes
+// it commits neither batch.
 func (b *Backend) commitTimers(g *timerGroup, force bool) error {
-	if g.batch == nil || !force && len(g.batch.Repr()) < b.timers.batchBytes {
+	if force && g.frozen != nil {
+		if err := b.commitFrozen(g); err != nil {
+			return err
+		}
+	}
+	if g.batch == nil || !force && len(g.batch.Repr()) < b.timers.batchBytes || b.timersHeld(g) {
 		return nil
 	}
+	return b.commitBatch(g)
+}
+
+// commitBatch commits g's batch.
+func (b *Backend) commitBatch(g *timerGroup) error {
 	bt := g.batch
 	g.batch = nil
 	clear(g.pending)
@@ -340,7 +362,7 @@ func (b *Backend) fill(kg uint16, domain int, g *timerGroup, h *timerHead) error
 	if err := b.commitTimers(g, true); err != nil {
 		return err
 	}
-	it, err := b.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	it, err := b.timerReader(g).NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return fmt.Errorf("wasmstream: reading timers: %w", err)
 	}
@@ -503,7 +525,7 @@ func (b *Backend) AppendTimers(dst []statestore.Timer, kg uint16, domain int) ([
 		return dst, err
 	}
 	lo := appendTimerPrefix(nil, kg, domain)
-	it, err := b.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	it, err := b.timerReader(g).NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
 	if err != nil {
 		return dst, err
 	}
@@ -523,10 +545,20 @@ func (b *Backend) AppendTimers(dst []statestore.Timer, kg uint16, domain int) ([
 func (b *Backend) flushTimers() error {
 	for i := range b.timers.groups {
 		g := &b.timers.groups[i]
-		if err := b.commitTimers(g, true); err != nil {
+		if err := b.commitFrozen(g); err != nil {
 			return err
 		}
+		if g.batch != nil {
+			if err := b.commitBatch(g); err != nil {
+				return err
+			}
+		}
 	}
+	return b.saveTimerCount()
+}
+
+// saveTimerCount writes the timer count, when it changed.
+func (b *Backend) saveTimerCount() error {
 	c := b.timers.count.Load()
 	if b.timers.saved == c+1 {
 		return nil // unchanged: write nothing (see disk.saved)
@@ -550,6 +582,58 @@ func loadTimerCount(db *pebble.DB, dir string) (int64, error) {
 		return 0, fmt.Errorf("wasmstream: state directory %s: the timer count %q is damaged", dir, v)
 	}
 	return n, nil
+}
+
+// ----- snapshots
+
+// timersHeld reports whether a snapshot holds g's writes back.
+func (b *Backend) timersHeld(g *timerGroup) bool { return b.Held(g.holdEpoch) }
+
+// timerReader is what reads g's timers: its indexed batch over the
+// database while a snapshot holds its writes, else the database.
+func (b *Backend) timerReader(g *timerGroup) pebble.Reader {
+	if g.batch != nil && g.batch.Indexed() {
+		return g.batch
+	}
+	return b.db
+}
+
+// freezeTimers makes the timer writes of kg so far the frozen batch, which
+// its capture commits, and holds later writes back until epoch is
+// released.
+func (b *Backend) freezeTimers(kg uint16, epoch uint32) error {
+	g := &b.timers.groups[kg]
+	if err := b.commitFrozen(g); err != nil {
+		return err
+	}
+	g.frozen, g.batch = g.batch, nil
+	g.holdEpoch = epoch
+	return nil
+}
+
+// commitFrozenTimers commits the frozen batch of kg and returns how many
+// writes it held.
+func (b *Backend) commitFrozenTimers(kg uint16) (int, error) {
+	g := &b.timers.groups[kg]
+	if g.frozen == nil {
+		return 0, nil
+	}
+	n := int(g.frozen.Count())
+	return n, b.commitFrozen(g)
+}
+
+func (b *Backend) commitFrozen(g *timerGroup) error {
+	if g.frozen == nil {
+		return nil
+	}
+	bt := g.frozen
+	g.frozen = nil
+	err := bt.Commit(pebble.NoSync)
+	bt.Close()
+	if err != nil {
+		return fmt.Errorf("wasmstream: writing timers: %w", err)
+	}
+	return nil
 }
 
 // ----- bloom filter

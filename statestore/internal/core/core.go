@@ -106,6 +106,9 @@ type Store struct {
 	clock  func() int64
 	budget int64 // per key group
 	stats  []counters
+
+	epochs   atomic.Uint32 // the last capture epoch handed out
+	released atomic.Uint32 // writes held for captures up to it are released
 }
 
 type group struct {
@@ -118,6 +121,15 @@ type group struct {
 	dirty     []*record
 	diskNext  [2]int64 // earliest Disk index expiry not yet handled; -1 unknown
 	cur       *record  // the record of the call in progress
+
+	// A capture in progress (see capture.go).
+	cap       *Capture
+	capNext   func() (*record, bool) // without a Disk: the records to capture
+	capStop   func()
+	frozen    []*record // with a Disk: the records dirty at the barrier
+	frozenPos int
+	holdEpoch uint32 // with a Disk: writes are held until this epoch is released
+	holdLimit int64  // while writes are held: the size at which to evict again
 }
 
 type record struct {
@@ -129,10 +141,13 @@ type record struct {
 	dels    []*cell // removed cells stored on the Disk
 	nextSeq uint64
 	dirty   bool
-	content int64 // statestore.StateStats bytes without the key
-	size    int64 // cache bytes
-	prev    *record
-	next    *record
+	// capEpoch is the epoch of the last capture that took this record or
+	// does not need it.
+	capEpoch uint32
+	content  int64 // statestore.StateStats bytes without the key
+	size     int64 // cache bytes
+	prev     *record
+	next     *record
 }
 
 type cell struct {
@@ -263,6 +278,11 @@ func (s *Store) record(kg uint16, st int, key []byte, create bool) (*group, *rec
 			s.stats[st].hits.Add(1)
 			g.touch(r)
 		}
+		if g.cap != nil && r.capEpoch != g.cap.epoch {
+			if err := s.cow(kg, g, r); err != nil {
+				return g, nil, err
+			}
+		}
 		g.cur = r
 		return g, r, nil
 	}
@@ -271,6 +291,9 @@ func (s *Store) record(kg uint16, st int, key []byte, create bool) (*group, *rec
 			return g, nil, nil
 		}
 		r := &record{key: string(key), st: st}
+		if g.cap != nil {
+			r.capEpoch = g.cap.epoch
+		}
 		t[r.key] = r
 		g.cur = r
 		return g, r, nil
@@ -279,6 +302,10 @@ func (s *Store) record(kg uint16, st int, key []byte, create bool) (*group, *rec
 	r, err := s.load(g, kg, st, key)
 	if err != nil {
 		return g, nil, err
+	}
+	if g.cap != nil {
+		// Loaded clean: the Disk holds it as it was at the barrier.
+		r.capEpoch = g.cap.epoch
 	}
 	t[r.key] = r
 	g.pushFront(r)
@@ -407,7 +434,9 @@ func (s *Store) end(kg uint16, g *group, r *record, b before) error {
 		r.size = sz
 	}
 	if len(g.heaps[0]) > 0 || len(g.heaps[1]) > 0 {
-		s.cleanupHeaps(g, incrementalCleanup, g.eventCleanup())
+		if _, err := s.cleanupHeaps(kg, g, incrementalCleanup, g.eventCleanup()); err != nil {
+			return err
+		}
 	}
 	if s.disk != nil && g.size > s.budget {
 		return s.shrink(kg, g)
@@ -428,6 +457,11 @@ func (s *Store) markDirty(g *group, r *record, c *cell) {
 	}
 	if !r.dirty {
 		r.dirty = true
+		if g.cap != nil {
+			// Clean at the barrier, or written by the capture: its
+			// change belongs to the next epoch.
+			r.capEpoch = g.cap.epoch
+		}
 		g.dirty = append(g.dirty, r)
 	}
 }
@@ -974,7 +1008,7 @@ func (s *Store) SetWatermark(kg uint16, ms int64) {
 // cleanupHeaps removes up to limit expired cells from g's heaps: event-time
 // cells that expired at or before evNow, processing-time cells that expired
 // by the clock.
-func (s *Store) cleanupHeaps(g *group, limit int, evNow int64) int {
+func (s *Store) cleanupHeaps(kg uint16, g *group, limit int, evNow int64) (int, error) {
 	n := 0
 	var pnow int64
 	havePnow := false
@@ -993,6 +1027,11 @@ func (s *Store) cleanupHeaps(g *group, limit int, evNow int64) int {
 		for n < limit && len(*h) > 0 && (*h)[0].exp <= now {
 			c := (*h)[0]
 			r := c.rec
+			if g.cap != nil && r.capEpoch != g.cap.epoch {
+				if err := s.cow(kg, g, r); err != nil {
+					return n, err
+				}
+			}
 			s.stats[r.st].visited.Add(1)
 			b := snap(r)
 			s.removeCell(g, r, c)
@@ -1001,7 +1040,7 @@ func (s *Store) cleanupHeaps(g *group, limit int, evNow int64) int {
 			n++
 		}
 	}
-	return n
+	return n, nil
 }
 
 // account updates the statistics after an expiry removed cells of r outside
@@ -1034,7 +1073,10 @@ func (s *Store) CleanupExpired(kg uint16, limit int) (int, error) {
 			return 0, err
 		}
 	}
-	n := s.cleanupHeaps(g, limit, g.watermark)
+	n, err := s.cleanupHeaps(kg, g, limit, g.watermark)
+	if err != nil {
+		return n, err
+	}
 	if s.disk != nil && g.size > s.budget {
 		return n, s.shrink(kg, g)
 	}
@@ -1096,7 +1138,9 @@ func (s *Store) scanDisk(kg uint16, g *group, limit int) error {
 			g.diskNext[d] = -1
 		}
 	}
-	if stale != nil {
+	if stale != nil && !s.held(g) {
+		// (While writes are held the stale entries stay; a later scan
+		// finds them again.)
 		return stale.Commit()
 	}
 	return nil
@@ -1144,64 +1188,94 @@ func (s *Store) writeBack(kg uint16, g *group) error {
 	if len(g.dirty) == 0 {
 		return nil
 	}
-	b := s.disk.NewBatch()
-	var raw, suf []byte
+	w := writer{b: s.disk.NewBatch()}
 	for _, r := range g.dirty {
-		st := r.st
-		kind := s.states[st].desc.Kind
-		d := s.states[st].ttl.domain
-		key := []byte(r.key)
-		for _, c := range r.dels {
-			suf = suffix(suf, kind, c)
-			b.Delete(kg, st, key, suf)
-			if c.diskExp != 0 {
-				b.DeleteIndex(kg, d, c.diskExp, st, key, suf)
-			}
-			c.onDisk = false
-		}
-		r.dels = nil
-		put := func(c *cell) {
-			if !c.dirty {
-				return
-			}
-			suf = suffix(suf, kind, c)
-			raw = AppendValue(raw[:0], c.exp, c.v)
-			b.Set(kg, st, key, suf, raw)
-			if !c.onDisk || c.diskExp != c.exp {
-				if c.onDisk && c.diskExp != 0 {
-					b.DeleteIndex(kg, d, c.diskExp, st, key, suf)
-				}
-				if c.exp != 0 {
-					b.SetIndex(kg, d, c.exp, st, key, suf)
-					if g.diskNext[d] != -1 && c.exp < g.diskNext[d] {
-						g.diskNext[d] = c.exp
-					}
-				}
-			}
-			c.onDisk, c.diskExp, c.dirty = true, c.exp, false
-		}
-		if r.val != nil {
-			put(r.val)
-		}
-		for _, c := range r.list {
-			put(c)
-		}
-		for _, c := range r.m {
-			put(c)
-		}
-		r.dirty = false
-		sz := r.cacheSize()
-		g.size += sz - r.size
-		r.size = sz
+		s.writeRecord(&w, kg, g, r)
 	}
 	clear(g.dirty)
 	g.dirty = g.dirty[:0]
-	return b.Commit()
+	return w.b.Commit()
+}
+
+// writer is a batch of write-back with its scratch buffers.
+type writer struct {
+	b        Batch
+	raw, suf []byte
+	n        int // records written
+}
+
+// writeRecord adds the changes of the dirty record r to w.b and marks r
+// clean.
+func (s *Store) writeRecord(w *writer, kg uint16, g *group, r *record) {
+	b := w.b
+	st := r.st
+	kind := s.states[st].desc.Kind
+	d := s.states[st].ttl.domain
+	key := []byte(r.key)
+	for _, c := range r.dels {
+		w.suf = suffix(w.suf, kind, c)
+		b.Delete(kg, st, key, w.suf)
+		if c.diskExp != 0 {
+			b.DeleteIndex(kg, d, c.diskExp, st, key, w.suf)
+		}
+		c.onDisk = false
+	}
+	r.dels = nil
+	put := func(c *cell) {
+		if !c.dirty {
+			return
+		}
+		w.suf = suffix(w.suf, kind, c)
+		w.raw = AppendValue(w.raw[:0], c.exp, c.v)
+		b.Set(kg, st, key, w.suf, w.raw)
+		if !c.onDisk || c.diskExp != c.exp {
+			if c.onDisk && c.diskExp != 0 {
+				b.DeleteIndex(kg, d, c.diskExp, st, key, w.suf)
+			}
+			if c.exp != 0 {
+				b.SetIndex(kg, d, c.exp, st, key, w.suf)
+				if g.diskNext[d] != -1 && c.exp < g.diskNext[d] {
+					g.diskNext[d] = c.exp
+				}
+			}
+		}
+		c.onDisk, c.diskExp, c.dirty = true, c.exp, false
+	}
+	if r.val != nil {
+		put(r.val)
+	}
+	for _, c := range r.list {
+		put(c)
+	}
+	for _, c := range r.m {
+		put(c)
+	}
+	r.dirty = false
+	w.n++
+	sz := r.cacheSize()
+	g.size += sz - r.size
+	r.size = sz
 }
 
 // shrink writes back g and evicts its least recently used records until it
 // is within three quarters of its budget.
 func (s *Store) shrink(kg uint16, g *group) error {
+	if s.held(g) {
+		// Only clean records may go; walk the ring again only once the
+		// group has grown by another quarter of its budget.
+		if g.size <= g.holdLimit {
+			return nil
+		}
+		for r := g.lru.prev; r != &g.lru && g.size > s.budget*3/4; {
+			prev := r.prev
+			if r != g.cur && !r.dirty {
+				s.evict(g, r)
+			}
+			r = prev
+		}
+		g.holdLimit = max(g.size, s.budget) + s.budget/4
+		return nil
+	}
 	if err := s.writeBack(kg, g); err != nil {
 		return err
 	}
@@ -1247,9 +1321,23 @@ func (s *Store) Flush() error {
 		return nil
 	}
 	for kg := range s.groups {
+		if g := &s.groups[kg]; g.cap != nil {
+			return fmt.Errorf("wasmstream: flushing the state while a snapshot captures key group %d: finish or abandon the capture first", kg)
+		}
+	}
+	for kg := range s.groups {
 		if err := s.writeBack(uint16(kg), &s.groups[kg]); err != nil {
 			return err
 		}
+	}
+	return s.SaveStats()
+}
+
+// SaveStats durably records the per-state key and byte counts on the Disk,
+// and syncs everything committed before.
+func (s *Store) SaveStats() error {
+	if s.disk == nil {
+		return nil
 	}
 	keys := make([]int64, len(s.stats))
 	bytes := make([]int64, len(s.stats))

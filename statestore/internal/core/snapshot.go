@@ -37,19 +37,7 @@ func (s *Store) EachRecord(kg uint16, fn func(st int, key []byte, cells []Cell) 
 		slices.Sort(keys)
 		for _, k := range keys {
 			r := t[k]
-			cells = cells[:0]
-			switch s.states[st].desc.Kind {
-			case abi.KindValue:
-				cells = append(cells, Cell{Exp: r.val.exp, Value: r.val.v})
-			case abi.KindList:
-				for _, c := range r.list {
-					cells = append(cells, Cell{Exp: c.exp, Value: c.v})
-				}
-			case abi.KindMap:
-				for _, c := range sortedCells(r.m) {
-					cells = append(cells, Cell{UserKey: []byte(c.uk), Exp: c.exp, Value: c.v})
-				}
-			}
+			cells = s.appendCells(cells[:0], r)
 			if err := fn(st, []byte(k), cells); err != nil {
 				return err
 			}
