@@ -217,11 +217,22 @@ func newCrashServer(t *testing.T) *crashServer {
 func (s *crashServer) restart(down time.Duration) error {
 	s.pubMu.Lock()
 	defer s.pubMu.Unlock()
+	s.shutdown()
+	time.Sleep(down) // the outage
+	return s.start()
+}
+
+// shutdown shuts the server down.
+func (s *crashServer) shutdown() {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.srv.Shutdown()
 	s.srv = nil
-	s.mu.Unlock()
-	time.Sleep(down) // the outage
+}
+
+// start starts the server again on the same port and store and waits until
+// the test's connection is back.
+func (s *crashServer) start() error {
 	srv, err := natsembed.Start(natsembed.Options{StoreDir: s.storeDir, Listen: s.listen})
 	if err != nil {
 		return fmt.Errorf("restarting the NATS server on %s: %w", s.listen, err)

@@ -30,6 +30,12 @@
 // WASMSTREAM_CRASH_FULL=1 for the full form (200k events, 20+ kills per
 // variant). See the comment at the top of that file.
 //
+// outage_test.go takes the NATS server down, for longer than
+// checkpoint.timeout, while a job publishes a complete checkpoint's
+// exactly-once records (a fault point hook in the test's process): the job
+// must ride the outage out, or stop cleanly when stopped during it, and its
+// sinks must then hold exactly the oracle's records.
+//
 // The plugins under testdata are built for wasip1 only; go test ./... does
 // not compile them as Go packages of this module.
 package tests

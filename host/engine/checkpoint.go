@@ -53,6 +53,16 @@ const stagedMagic = "WSSTAGE1"
 // pauseWindow is how many checkpoints' pauses the percentiles cover.
 const pauseWindow = 1024
 
+// Publishing a complete checkpoint's exactly-once records is retried until
+// it succeeds: the pause between attempts starts at publishRetryMin and
+// doubles up to publishRetryMax, and a warning is logged on the first
+// failure and then at most every publishWarnEvery.
+const (
+	publishRetryMin  = 100 * time.Millisecond
+	publishRetryMax  = 5 * time.Second
+	publishWarnEvery = 30 * time.Second
+)
+
 // OpenCheckpoints opens the checkpoint store the job's checkpoint section
 // names: a directory (relative to the config file) or, with nc, a NATS
 // Object Store bucket. logf receives its warnings.
@@ -343,6 +353,10 @@ type coordinator struct {
 	eoPub   jetstream.JetStream
 	markers jetstream.KeyValue
 	carry   [][]stageBuf // per worker: staged records of aborted checkpoints
+	// unpublished is a complete checkpoint whose records the job stopped
+	// publishing: no later checkpoint may be taken, or a restart would
+	// restore that one and never publish these records.
+	unpublished uint64
 
 	mu     sync.Mutex
 	stats  CheckpointStats
@@ -522,13 +536,21 @@ func (c *coordinator) loop(ctx context.Context, src *source, done <-chan struct{
 // a bounded run (final) it fails the job.
 func (c *coordinator) checkpoint(ctx context.Context, src *source, final bool) {
 	e := c.e
+	if c.unpublished != 0 {
+		return
+	}
+	// The NATS calls up to the commit (the checkpoint store's, with an
+	// object store bucket) share this deadline; a checkpoint that misses
+	// it is aborted and the next one retries.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 	defer cancel()
 	fail := func(p *checkpoint.Pending, err error) {
 		if p != nil {
-			if aerr := p.Abort(context.WithoutCancel(ctx)); aerr != nil {
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
+			if aerr := p.Abort(actx); aerr != nil {
 				c.warnf("warning: checkpoint %d: deleting its files: %v", p.ID(), aerr)
 			}
+			cancel()
 		}
 		c.mu.Lock()
 		c.stats.Failed++
@@ -675,11 +697,94 @@ func (c *coordinator) checkpoint(ctx context.Context, src *source, final bool) {
 			}
 			files = append(files, stagedFile{Worker: w, First: base, Records: len(recs), recs: recs})
 		}
-		if err := c.publish(wctx, k, id, files); err != nil {
+		published, err := c.publishRetry(ctx, k, id, files)
+		if err != nil {
 			e.fail(fmt.Errorf("engine: checkpoint %d is complete, publishing its records to sink %s failed (a restart publishes them): %w", id, e.eoSinks[k].Name(), err))
 			return
 		}
+		if !published {
+			c.unpublished = id
+			c.warnf("warning: checkpoint %d is complete but the job stopped before its records were published to sink %s: a restart publishes them", id, e.eoSinks[k].Name())
+			return
+		}
 	}
+}
+
+// publishRetry publishes the staged records of sink k for the complete
+// checkpoint epoch, retrying with backoff until they are published, an
+// error that retrying cannot fix (publishError) occurs, or ctx is done.
+// Each attempt has its own deadline, checkpoint.timeout. The first attempt
+// runs to its end even when ctx is done, as publishing always did when a
+// job stopped; a retry ends with ctx. A retry sends only the records
+// JetStream has not acknowledged yet. It reports whether the records are
+// published; false with a nil error means ctx was done first.
+func (c *coordinator) publishRetry(ctx context.Context, k int, epoch uint64, files []stagedFile) (bool, error) {
+	name := c.e.eoSinks[k].Name()
+	var st epochPub
+	pause := publishRetryMin
+	var failedAt, warnedAt time.Time
+	for attempt := 1; ; attempt++ {
+		actx := ctx
+		if attempt == 1 {
+			actx = context.WithoutCancel(ctx)
+		}
+		actx, cancel := context.WithTimeout(actx, c.timeout)
+		err := c.publish(actx, k, epoch, files, &st)
+		cancel()
+		if err == nil {
+			if attempt > 1 {
+				c.e.logf("checkpoint %d: its records are published to sink %s, at attempt %d, %s after the first failure", epoch, name, attempt, time.Since(failedAt).Round(time.Millisecond))
+			}
+			return true, nil
+		}
+		if _, ok := errors.AsType[publishError](err); ok {
+			return false, err
+		}
+		if ctx.Err() != nil {
+			return false, nil
+		}
+		now := time.Now()
+		if attempt == 1 {
+			failedAt = now
+		}
+		switch {
+		case attempt == 1:
+			warnedAt = now
+			c.warnf("warning: checkpoint %d is complete, publishing its records to sink %s failed: %v; retrying until it succeeds (is the NATS server reachable?); the next checkpoint waits, processing goes on", epoch, name, err)
+		case now.Sub(warnedAt) >= publishWarnEvery:
+			warnedAt = now
+			c.warnf("warning: checkpoint %d: publishing its records to sink %s still fails after %d attempts over %s: %v; retrying", epoch, name, attempt, now.Sub(failedAt).Round(time.Second), err)
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return false, nil
+		}
+		pause = min(2*pause, publishRetryMax)
+	}
+}
+
+// publishError is an error publishing a checkpoint's records that
+// retrying cannot fix.
+type publishError struct{ err error }
+
+func (e publishError) Error() string { return e.err.Error() }
+func (e publishError) Unwrap() error { return e.err }
+
+// epochPub is how far publishing the records of one epoch to one sink
+// has got in this process, across attempts: which records JetStream has
+// acknowledged, and the acknowledgements an earlier attempt stopped
+// waiting for.
+type epochPub struct {
+	acked   []bool
+	pending []pendingAck
+}
+
+type pendingAck struct {
+	i int // the record's index among the epoch's records of the sink
+	f jetstream.PubAckFuture
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -768,7 +873,7 @@ func (c *coordinator) marker(ctx context.Context, s job.Sink) (uint64, uint64, e
 	}
 	epoch, err := strconv.ParseUint(string(ent.Value()), 10, 64)
 	if err != nil {
-		return 0, 0, fmt.Errorf("the committed-epoch marker %s of bucket %s holds %q, not a checkpoint id: delete it if the sink's outputs are all published", c.markerKey(s), MarkerBucket, ent.Value())
+		return 0, 0, publishError{fmt.Errorf("the committed-epoch marker %s of bucket %s holds %q, not a checkpoint id: delete it if the sink's outputs are all published", c.markerKey(s), MarkerBucket, ent.Value())}
 	}
 	return epoch, ent.Revision(), nil
 }
@@ -798,12 +903,14 @@ func (c *coordinator) advanceMarker(ctx context.Context, s job.Sink, epoch uint6
 			return fmt.Errorf("writing the committed-epoch marker %s of bucket %s: %w", key, MarkerBucket, err)
 		}
 	}
-	return fmt.Errorf("the committed-epoch marker %s of bucket %s keeps changing: is another process running job %s?", key, MarkerBucket, c.e.job.Name)
+	return publishError{fmt.Errorf("the committed-epoch marker %s of bucket %s keeps changing: is another process running job %s?", key, MarkerBucket, c.e.job.Name)}
 }
 
 // publish publishes the staged records of sink k for checkpoint epoch,
 // unless its marker says they are published, then advances the marker.
-func (c *coordinator) publish(ctx context.Context, k int, epoch uint64, files []stagedFile) error {
+// st, when not nil, carries what earlier attempts achieved: records
+// JetStream acknowledged are not sent again.
+func (c *coordinator) publish(ctx context.Context, k int, epoch uint64, files []stagedFile, st *epochPub) error {
 	s := c.e.eoSinks[k]
 	cur, _, err := c.marker(ctx, s)
 	if err != nil {
@@ -813,25 +920,51 @@ func (c *coordinator) publish(ctx context.Context, k int, epoch uint64, files []
 		return nil
 	}
 	type rec struct {
+		i  int
 		id string
 		r  stagedRecord
 	}
 	var all []rec
 	for _, f := range files {
 		for i, r := range f.recs {
-			all = append(all, rec{fmt.Sprintf("%s/%d/%d/%d", c.e.job.Name, epoch, f.Worker, f.First+uint64(i)), r})
+			all = append(all, rec{len(all), fmt.Sprintf("%s/%d/%d/%d", c.e.job.Name, epoch, f.Worker, f.First+uint64(i)), r})
+		}
+	}
+	if st == nil {
+		st = &epochPub{}
+	}
+	if st.acked == nil {
+		st.acked = make([]bool, len(all))
+	}
+	// Acknowledgements that arrived after an earlier attempt gave up; the
+	// records of the others are sent again, with the same message id.
+	for _, p := range st.pending {
+		select {
+		case <-p.f.Ok():
+			st.acked[p.i] = true
+		default:
+		}
+	}
+	st.pending = nil
+	todo := make([]rec, 0, len(all))
+	for _, r := range all {
+		if !st.acked[r.i] {
+			todo = append(todo, r)
 		}
 	}
 	send := func(recs []rec) error {
-		futs := make([]jetstream.PubAckFuture, 0, min(len(recs), 4096))
+		futs := make([]pendingAck, 0, min(len(recs), 4096))
 		wait := func() error {
-			for _, f := range futs {
+			for n, p := range futs {
 				select {
-				case <-f.Ok():
-				case err := <-f.Err():
-					return fmt.Errorf("publish %s: %w", f.Msg().Header.Get(HeaderMsgID), err)
+				case <-p.f.Ok():
+					st.acked[p.i] = true
+				case err := <-p.f.Err():
+					st.pending = append(st.pending, futs[n+1:]...)
+					return fmt.Errorf("publish %s: %w", p.f.Msg().Header.Get(HeaderMsgID), err)
 				case <-ctx.Done():
-					return ctx.Err()
+					st.pending = append(st.pending, futs[n:]...)
+					return fmt.Errorf("publish %s: no acknowledgement: %w", p.f.Msg().Header.Get(HeaderMsgID), ctx.Err())
 				}
 			}
 			futs = futs[:0]
@@ -846,9 +979,10 @@ func (c *coordinator) publish(ctx context.Context, k int, epoch uint64, files []
 			}
 			f, err := c.eoPub.PublishMsgAsync(m)
 			if err != nil {
+				st.pending = append(st.pending, futs...)
 				return fmt.Errorf("publish %s: %w", r.id, err)
 			}
-			futs = append(futs, f)
+			futs = append(futs, pendingAck{r.i, f})
 			if len(futs) == cap(futs) {
 				if err := wait(); err != nil {
 					return err
@@ -857,12 +991,12 @@ func (c *coordinator) publish(ctx context.Context, k int, epoch uint64, files []
 		}
 		return wait()
 	}
-	half := (len(all) + 1) / 2
-	if err := send(all[:half]); err != nil {
+	half := (len(todo) + 1) / 2
+	if err := send(todo[:half]); err != nil {
 		return err
 	}
 	faultpoint.Hit("sink.mid-publish")
-	if err := send(all[half:]); err != nil {
+	if err := send(todo[half:]); err != nil {
 		return err
 	}
 	faultpoint.Hit("sink.after-publish")
@@ -916,7 +1050,7 @@ func (c *coordinator) finishRestored(ctx context.Context) error {
 				return fmt.Errorf("engine: checkpoint %d: %s: %w: %d records decoded of %d (%v)", m.ID, f.File.Name, checkpoint.ErrCorrupt, len(f.recs), f.Records, err)
 			}
 		}
-		if err := c.publish(ctx, k, ss.Epoch, ss.Files); err != nil {
+		if err := c.publish(ctx, k, ss.Epoch, ss.Files, nil); err != nil {
 			return fmt.Errorf("engine: publishing the records of checkpoint %d to sink %s: %w", m.ID, s.Name(), err)
 		}
 		c.e.logf("checkpoint %d: published its staged records to sink %s", m.ID, s.Name())

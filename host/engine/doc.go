@@ -126,7 +126,8 @@
 //     A checkpoint that fails or outlasts checkpoint.timeout is aborted
 //     (its files deleted), its staged records are kept for the next one,
 //     and the job goes on.
-//  4. The coordinator publishes the epoch's staged records (below).
+//  4. The coordinator publishes the epoch's staged records (below); the
+//     next checkpoint waits until they are published.
 //
 // Summary.Checkpoints counts them and gives the last one's id, sequence,
 // duration, size and alignment (first to last worker at the barrier), and
@@ -166,17 +167,32 @@
 // the sink's committed-epoch marker, key KVKey("<job>.<sink name>") in
 // the KV bucket MarkerBucket, is set to the checkpoint id with
 // compare-and-set. An epoch at or below the marker is never published
-// again, even after the duplicate window. After a restore, the restored
-// checkpoint's staged records are published first when its id is above
-// the marker; the records of later epochs need not be, as the replay from
-// S+1 produces them again. A kv sink works the same way: its records are
-// puts to "$KV.<bucket>.<KVKey(key)>", idempotent by key.
+// again, even after the duplicate window.
 //
-// Limits: a crash in the middle of publishing an epoch and a restart after
-// the stream's duplicate window (2 minutes by default) publishes the
-// epoch's records that had landed again. Falling back to an older
-// checkpoint than the marker (a damaged newest checkpoint, or
-// --from) publishes again the records of the events between the two.
+// A NATS outage while an epoch is published does not fail the job: the
+// coordinator retries until the records are published, each attempt
+// bounded by checkpoint.timeout and the pause between attempts doubling
+// from 100ms to 5s, with a warning on the first failure and then at most
+// every 30s. A retry reads the marker again and sends only the records
+// JetStream has not acknowledged, with the same message ids. The workers
+// go on meanwhile, their outputs staged in memory. A job stopped while
+// retrying takes no further checkpoint, so a restart restores this one
+// and publishes its records. Only a marker that holds no checkpoint id,
+// or one that keeps changing under compare-and-set (another process
+// running the job), fails the job.
+//
+// After a restore, the restored checkpoint's staged records are published
+// first when its id is above the marker; the records of later epochs need
+// not be, as the replay from S+1 produces them again. A kv sink works the
+// same way: its records are puts to "$KV.<bucket>.<KVKey(key)>",
+// idempotent by key.
+//
+// Limits: a crash (or a stop while retrying) in the middle of publishing
+// an epoch and a restart after the stream's duplicate window (2 minutes by
+// default) publishes the epoch's records that had landed again. Falling
+// back to an older checkpoint than the marker (a damaged newest
+// checkpoint, or --from) publishes again the records of the events
+// between the two.
 // Dead letters and late events on the late subject stay at-least-once,
 // as do at_least_once sinks, which publish as records are emitted.
 //

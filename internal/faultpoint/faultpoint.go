@@ -7,7 +7,8 @@
 //	WASMSTREAM_FAULTPOINT=checkpoint.after-snapshot:3
 //
 // kills the process the 3rd time it passes checkpoint.after-snapshot (1 if
-// the count is left out). Unarmed, Hit costs one atomic load.
+// the count is left out). In-process tests instead set a function that Hit
+// calls at a point (OnHit). Unarmed, Hit costs a few atomic loads.
 package faultpoint
 
 import (
@@ -28,7 +29,32 @@ var (
 	armed atomic.Bool
 	name  string
 	left  atomic.Int64
+
+	hooked atomic.Bool
+	hookMu sync.Mutex
+	hooks  map[string]func()
 )
+
+// OnHit makes Hit call f each time the process passes point, in the
+// goroutine that passes it, which waits for f. It is for tests that run
+// wasmstream in their own process and need to act at a point (take a
+// server down, say) rather than die there: call the returned function to
+// remove f.
+func OnHit(point string, f func()) (remove func()) {
+	hookMu.Lock()
+	defer hookMu.Unlock()
+	if hooks == nil {
+		hooks = map[string]func(){}
+	}
+	hooks[point] = f
+	hooked.Store(true)
+	return func() {
+		hookMu.Lock()
+		defer hookMu.Unlock()
+		delete(hooks, point)
+		hooked.Store(len(hooks) > 0)
+	}
+}
 
 func load() {
 	v := os.Getenv(Env)
@@ -49,9 +75,17 @@ func load() {
 	armed.Store(true)
 }
 
-// Hit kills the process when point is the armed point and its count is
-// reached.
+// Hit calls the function OnHit set for point, if any, then kills the
+// process when point is the armed point and its count is reached.
 func Hit(point string) {
+	if hooked.Load() {
+		hookMu.Lock()
+		f := hooks[point]
+		hookMu.Unlock()
+		if f != nil {
+			f()
+		}
+	}
 	once.Do(load)
 	if !armed.Load() || point != name {
 		return
