@@ -11,8 +11,9 @@
 // then runs through this package as follows:
 //
 //  1. Store.Begin opens a Pending checkpoint with the next id.
-//  2. At the barrier each backend takes the synchronous part of its snapshot
-//     (statestore.Snapshotter.Snapshot); processing resumes.
+//  2. At the barrier each worker captures its key groups for the backend's
+//     snapshot (statestore.Snapshot.Capture), copy-on-write, between its
+//     batches; processing goes on.
 //  3. Asynchronously each snapshot is written through Pending.Target(part)
 //     (statestore.Snapshot.Write), which stores new files and refers to
 //     shared files earlier checkpoints stored already; sinks stage their

@@ -128,8 +128,8 @@ func statusLine(s engine.Status) string {
 			line += fmt.Sprintf(" (%d failed)", c.Failed)
 		}
 		if c.LastID > 0 {
-			line += fmt.Sprintf(", last checkpoint %d in %s %s alignment %s pause p50 %s p99 %s",
-				c.LastID, c.LastDuration.Round(time.Millisecond), bytesString(c.LastSize), c.LastAlignment.Round(time.Microsecond),
+			line += fmt.Sprintf(", last checkpoint %d in %s %s alignment %s capture %s pause p50 %s p99 %s",
+				c.LastID, c.LastDuration.Round(time.Millisecond), bytesString(c.LastSize), c.LastAlignment.Round(time.Microsecond), c.LastCapture.Round(time.Microsecond),
 				c.PauseP50.Round(time.Microsecond), c.PauseP99.Round(time.Microsecond))
 		}
 	}

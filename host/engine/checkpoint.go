@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -223,6 +224,9 @@ func (w *worker) stepCapture() {
 		w.abandonCapture()
 		return
 	}
+	// Start the slice with a fresh time slice of the scheduler, so that
+	// it is not preempted halfway for having run long.
+	runtime.Gosched()
 	start := time.Now()
 	for {
 		done, err := wc.c.Step(captureStep)

@@ -102,22 +102,23 @@
 // aligned checkpoints):
 //
 //  1. It begins checkpoint N in the checkpoint store (package checkpoint)
-//     and asks the source for a barrier. The source lets the batches
-//     queued at the workers drain (at most 100ms), then, holding its lock,
-//     notes the sequence S of the last event it handled and its watermark,
+//     and a snapshot of the state backend (statestore.Snapshotter), and
+//     asks the source for a barrier. The source, holding its lock, notes
+//     the sequence S of the last event it handled and its watermark,
 //     and hands every worker its partial batch, or an empty one, carrying
 //     the barrier: in order, like the watermark-only batches, so a worker
 //     sees every event up to S before the barrier and none after it.
 //  2. A worker applies the batch's events, watermark and due timers, then
 //     at the barrier (fault point checkpoint.after-barrier) seals its
-//     staged exactly-once records of the epoch and acks. With memory state
-//     it snapshots its own key groups first (statestore.Snapshotter with
-//     its key groups) and goes on at once. With Pebble state, whose
-//     snapshot covers the whole database, it waits: once every worker has
-//     acked (alignment), the coordinator takes the synchronous snapshot
-//     (write back the cache, flush the memtable, hard-link the files) and
-//     releases the workers.
-//  3. Asynchronously, the coordinator writes the snapshots and each
+//     staged exactly-once records of the epoch and begins the capture of
+//     its key groups (statestore.Snapshot.Capture), which only marks them.
+//     It goes on processing and steps the capture in slices of about 1ms:
+//     after each batch, and continuously while no batch waits. A record or
+//     timer it is about to change is captured first (copy-on-write). When
+//     the capture is done it acks. No worker waits for another.
+//  3. Asynchronously, the coordinator writes the snapshot (with Pebble:
+//     flush the memtable, hard-link the files, then let the writes held
+//     since each worker's barrier go) and each
 //     worker's staged records per exactly-once sink as files of the
 //     checkpoint (fault point checkpoint.after-snapshot), then commits the
 //     metadata: S, the watermark, the plugin's hash and contract, the state
@@ -130,10 +131,11 @@
 //     next checkpoint waits until they are published.
 //
 // Summary.Checkpoints counts them and gives the last one's id, sequence,
-// duration, size and alignment (first to last worker at the barrier), and
+// duration, size, alignment (first to last worker at the barrier) and
+// capture time (the longest a worker took to capture its key groups), and
 // the 50th and 99th percentiles of the processing pause: the longest time
-// a worker stopped for a checkpoint, from reaching the barrier to being
-// released (Pebble) or to having its snapshot (memory).
+// a worker stopped processing at once for a checkpoint (the start of its
+// capture, or one slice of capture steps).
 //
 // A bounded run ends with one more checkpoint after its last event and
 // final watermark, so its exactly-once records are all published when Run

@@ -33,10 +33,15 @@ import (
 // OPTIONS, markers, and the write-ahead log, which holds no writes after the
 // flush; see snapshot_wal.go).
 //
-// The synchronous part (Backend.Snapshot) writes back the write-back cache
-// and buffered timers, flushes Pebble's memtable into a table, and lets
-// Pebble make a checkpoint of the database: a directory of hard links in
-// SnapshotDir(dir). Write then stores what is new while the workers go on.
+// Each worker's capture (Snapshot.Capture, then Step) writes back the
+// records that were dirty at its barrier and commits the timer writes
+// buffered then; until Write has copied the database, the key groups'
+// later writes stay in the cache and in an indexed timer batch that reads
+// go through, so the database holds every key group as of its barrier.
+// Write then flushes Pebble's memtable into a table and lets Pebble make a
+// checkpoint of the database, a directory of hard links in
+// SnapshotDir(dir), releases the held writes, and stores what is new while
+// the workers go on.
 //
 // # File identity
 //

@@ -20,9 +20,9 @@ import (
 // Pebble's checkpoint copies the write-ahead log files whole. Pebble
 // recycles log files, so a copy may carry up to a memtable of stale bytes
 // after its valid records, and it may copy logs whose memtables are already
-// flushed. Snapshot flushes the memtable right before the checkpoint, with
-// no call in progress, so the valid records of the newest log hold no
-// writes; trimWALs cuts each log copy after its last valid record and
+// flushed. Write flushes the memtable right before the checkpoint, while
+// every key group's writes are held, so the valid records of the newest
+// log hold no writes; trimWALs cuts each log copy after its last valid record and
 // empties the logs older than the newest one when Pebble reports a single
 // live log. What remains is what Pebble replays when it opens the snapshot.
 
