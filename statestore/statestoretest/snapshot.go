@@ -270,36 +270,9 @@ func testSnapshotDuringChanges(t *testing.T, o Opener, r Restorer, seed uint64) 
 func mergeBarrier(before, now *model, split uint16) *model {
 	out := before.clone()
 	late := now.clone()
-	for k := range out.vals {
-		if kg(k) >= split {
-			delete(out.vals, k)
-		}
-	}
-	for k, v := range late.vals {
-		if kg(k) >= split {
-			out.vals[k] = v
-		}
-	}
-	for k := range out.lists {
-		if kg(k) >= split {
-			delete(out.lists, k)
-		}
-	}
-	for k, v := range late.lists {
-		if kg(k) >= split {
-			out.lists[k] = v
-		}
-	}
-	for k := range out.maps {
-		if kg(k) >= split {
-			delete(out.maps, k)
-		}
-	}
-	for k, v := range late.maps {
-		if kg(k) >= split {
-			out.maps[k] = v
-		}
-	}
+	takeLate(out.vals, late.vals, split)
+	takeLate(out.lists, late.lists, split)
+	takeLate(out.maps, late.maps, split)
 	for s, g := range out.tkg {
 		if g >= split {
 			delete(out.timers, s)
@@ -318,6 +291,21 @@ func mergeBarrier(before, now *model, split uint16) *model {
 // for checkpoints and tests.
 type timerLister interface {
 	AppendTimers(dst []statestore.Timer, kg uint16, domain int) ([]statestore.Timer, error)
+}
+
+// takeLate replaces the entries of dst whose key's key group is at or
+// after split with those of late.
+func takeLate[V any](dst, late map[string]V, split uint16) {
+	for k := range dst {
+		if kg(k) >= split {
+			delete(dst, k)
+		}
+	}
+	for k, v := range late {
+		if kg(k) >= split {
+			dst[k] = v
+		}
+	}
 }
 
 // memFiles is a snapshot target and source in memory.
