@@ -103,13 +103,15 @@ type section struct {
 	timers    [2][]*timerItem
 }
 
+// snapshotDomains are the timer domains of a section, in file order.
+var snapshotDomains = [2]int{abi.TimeDomainEvent, abi.TimeDomainProcessing}
+
 // capture takes the records of its key groups, then their timers.
 type capture struct {
-	b    *Backend
-	c    *core.Capture
-	secs []section // by position in kgs
-	next int       // timers of secs[next/2:] are not all taken
-	done atomic.Bool
+	c     *core.Capture
+	heaps []*timerHeap // per key group, each domain of snapshotDomains
+	next  int          // heaps[next:] are not all taken
+	done  atomic.Bool
 }
 
 // Capture implements statestore.Snapshot.
@@ -128,8 +130,16 @@ func (s *snapshot) Capture(kgs []uint16) (statestore.Capture, error) {
 	}
 	secs := make([]section, len(kgs))
 	sections := s.sections
+	heaps := make([]*timerHeap, 0, len(snapshotDomains)*len(kgs))
 	for i, kg := range kgs {
 		secs[i].kg, secs[i].eventTime = kg, b.EventTime(kg)
+		for _, dom := range snapshotDomains {
+			h, err := b.timerHeap(kg, dom)
+			if err != nil {
+				return nil, err
+			}
+			heaps = append(heaps, h)
+		}
 	}
 	c, err := b.BeginCapture(s.epoch, slices.Clone(kgs), func(kg uint16, st int, key []byte, cells []core.Cell) {
 		sec := sections[kg]
@@ -149,15 +159,11 @@ func (s *snapshot) Capture(kgs []uint16) (statestore.Capture, error) {
 	}
 	for i, kg := range kgs {
 		s.sections[kg] = &secs[i]
-		for d, dom := range []int{abi.TimeDomainEvent, abi.TimeDomainProcessing} {
-			h, err := b.timerHeap(kg, dom)
-			if err != nil {
-				return nil, err
-			}
-			h.beginCapture(s.epoch, &secs[i].timers[d])
+		for d := range snapshotDomains {
+			heaps[i*len(snapshotDomains)+d].beginCapture(s.epoch, &secs[i].timers[d])
 		}
 	}
-	cp := &capture{b: b, c: c, secs: secs}
+	cp := &capture{c: c, heaps: heaps}
 	s.mu.Lock()
 	s.caps = append(s.caps, cp)
 	s.mu.Unlock()
@@ -172,18 +178,14 @@ func (c *capture) Step(budget int) (bool, error) {
 			return false, err
 		}
 	}
-	for c.next < 2*len(c.secs) && budget > 0 {
-		h, err := c.b.timerHeap(c.secs[c.next/2].kg, []int{abi.TimeDomainEvent, abi.TimeDomainProcessing}[c.next%2])
-		if err != nil {
-			return false, err
-		}
-		n, done := h.stepCapture(budget)
+	for c.next < len(c.heaps) && budget > 0 {
+		n, done := c.heaps[c.next].stepCapture(budget)
 		budget -= max(n, 1)
 		if done {
 			c.next++
 		}
 	}
-	if c.next < 2*len(c.secs) {
+	if c.next < len(c.heaps) {
 		return false, nil
 	}
 	c.done.Store(true)
@@ -193,10 +195,8 @@ func (c *capture) Step(budget int) (bool, error) {
 // Abandon implements statestore.Capture.
 func (c *capture) Abandon() {
 	c.c.Abandon()
-	for ; c.next < 2*len(c.secs); c.next++ {
-		if h, err := c.b.timerHeap(c.secs[c.next/2].kg, []int{abi.TimeDomainEvent, abi.TimeDomainProcessing}[c.next%2]); err == nil {
-			h.endCapture()
-		}
+	for ; c.next < len(c.heaps); c.next++ {
+		c.heaps[c.next].endCapture()
 	}
 }
 
@@ -224,7 +224,7 @@ func (s *snapshot) encode() []byte {
 		p = binary.AppendUvarint(p, uint64(sec.nrec))
 		p = append(p, sec.recs...)
 		p = binary.AppendUvarint(p, uint64(len(sec.timers[0])+len(sec.timers[1])))
-		for i, d := range []int{abi.TimeDomainEvent, abi.TimeDomainProcessing} {
+		for i, d := range snapshotDomains {
 			items := sec.timers[i]
 			slices.SortFunc(items, func(x, y *timerItem) int { return compareID(&x.id, &y.id) })
 			for _, it := range items {

@@ -136,12 +136,21 @@ func (c *Capture) Step(budget int) (bool, error) {
 	if c.w.b != nil {
 		b := c.w.b
 		c.w.b = nil
-		if err := b.Commit(); err != nil {
-			c.fail(fmt.Errorf("wasmstream: state snapshot: writing back: %w", err))
-			return false, c.err
+		if err := c.commit(b); err != nil {
+			return false, err
 		}
 	}
 	return c.Done(), nil
+}
+
+// commit commits a batch of written back records; a failure fails the
+// capture.
+func (c *Capture) commit(b Batch) error {
+	if err := b.Commit(); err != nil {
+		c.fail(fmt.Errorf("wasmstream: state snapshot: writing back: %w", err))
+		return c.err
+	}
+	return nil
 }
 
 // records yields the records of g at the time of each pull; records the
@@ -183,11 +192,7 @@ func (s *Store) cow(kg uint16, g *group, r *record) error {
 	// next Step.
 	w := writer{b: s.disk.NewBatch()}
 	s.writeRecord(&w, kg, g, r)
-	if err := w.b.Commit(); err != nil {
-		c.fail(fmt.Errorf("wasmstream: state snapshot: writing back: %w", err))
-		return c.err
-	}
-	return nil
+	return c.commit(w.b)
 }
 
 func (c *Capture) fail(err error) {
@@ -218,10 +223,6 @@ func (c *Capture) Abandon() {
 		}
 		g.frozen, g.frozenPos = nil, 0
 	}
-	if c.w.b != nil {
-		// Step commits its batch before it returns: nothing is pending.
-		c.w.b = nil
-	}
 	c.fail(fmt.Errorf("wasmstream: state snapshot: the capture was abandoned"))
 }
 
@@ -242,7 +243,7 @@ func (s *Store) Held(epoch uint32) bool { return epoch > s.released.Load() }
 
 // held reports whether writes of g to the Disk wait for a capture.
 func (s *Store) held(g *group) bool {
-	return g.cap != nil || g.holdEpoch > s.released.Load()
+	return g.cap != nil || s.Held(g.holdEpoch)
 }
 
 // appendCells appends the cells of r as a capture or EachRecord gives them:

@@ -260,6 +260,15 @@ func (s *Store) check(st int, want abi.StateKind) error {
 	return nil
 }
 
+// recordOf checks that state st is of kind want, then returns its record
+// as record does.
+func (s *Store) recordOf(kg uint16, st int, want abi.StateKind, key []byte, create bool) (*group, *record, error) {
+	if err := s.check(st, want); err != nil {
+		return nil, nil, err
+	}
+	return s.record(kg, st, key, create)
+}
+
 // record returns the record of (kg, st, key), loading it from the Disk on a
 // cache miss. Without a Disk an absent record is made only when create is
 // set; with one every looked up record is cached, empty or not.
@@ -355,8 +364,7 @@ func (s *Store) load(g *group, kg uint16, st int, key []byte) (*record, error) {
 	if kind == abi.KindMap && r.m == nil {
 		r.m = map[string]*cell{}
 	}
-	r.size = r.cacheSize()
-	g.size += r.size
+	g.resize(r)
 	return r, nil
 }
 
@@ -365,6 +373,27 @@ func cellBytes(kind abi.StateKind, c *cell) int64 {
 		return int64(len(c.uk) + len(c.v))
 	}
 	return int64(len(c.v))
+}
+
+// eachCell calls f for the value, each list element and each map entry
+// of r.
+func (r *record) eachCell(f func(*cell)) {
+	if r.val != nil {
+		f(r.val)
+	}
+	for _, c := range r.list {
+		f(c)
+	}
+	for _, c := range r.m {
+		f(c)
+	}
+}
+
+// resize updates the cache size of r, and g's, after r changed.
+func (g *group) resize(r *record) {
+	sz := r.cacheSize()
+	g.size += sz - r.size
+	r.size = sz
 }
 
 func (r *record) empty() bool { return r.val == nil && len(r.list) == 0 && len(r.m) == 0 }
@@ -429,9 +458,7 @@ func (s *Store) end(kg uint16, g *group, r *record, b before) error {
 			delete(g.recs[r.st], r.key)
 		}
 	} else {
-		sz := r.cacheSize()
-		g.size += sz - r.size
-		r.size = sz
+		g.resize(r)
 	}
 	if len(g.heaps[0]) > 0 || len(g.heaps[1]) > 0 {
 		if _, err := s.cleanupHeaps(kg, g, incrementalCleanup, g.eventCleanup()); err != nil {
@@ -542,10 +569,7 @@ func (s *Store) dropCell(g *group, r *record, c *cell) {
 
 // Get implements statestore.Backend.
 func (s *Store) Get(kg uint16, st int, key []byte) ([]byte, bool, error) {
-	if err := s.check(st, abi.KindValue); err != nil {
-		return nil, false, err
-	}
-	g, r, err := s.record(kg, st, key, false)
+	g, r, err := s.recordOf(kg, st, abi.KindValue, key, false)
 	if r == nil || err != nil {
 		return nil, false, err
 	}
@@ -560,10 +584,7 @@ func (s *Store) Get(kg uint16, st int, key []byte) ([]byte, bool, error) {
 
 // Put implements statestore.Backend.
 func (s *Store) Put(kg uint16, st int, key, value []byte) error {
-	if err := s.check(st, abi.KindValue); err != nil {
-		return err
-	}
-	g, r, err := s.record(kg, st, key, true)
+	g, r, err := s.recordOf(kg, st, abi.KindValue, key, true)
 	if err != nil {
 		return err
 	}
@@ -589,10 +610,7 @@ func (s *Store) nowIfTTL(g *group, st int) int64 {
 
 // Delete implements statestore.Backend.
 func (s *Store) Delete(kg uint16, st int, key []byte) error {
-	if err := s.check(st, abi.KindValue); err != nil {
-		return err
-	}
-	g, r, err := s.record(kg, st, key, false)
+	g, r, err := s.recordOf(kg, st, abi.KindValue, key, false)
 	if r == nil || err != nil {
 		return err
 	}
@@ -624,10 +642,7 @@ func (s *Store) number(g *group, r *record, c *cell, mk func() *cell) (*cell, er
 }
 
 func (s *Store) addValue(kg uint16, st int, key []byte, f func(v []byte)) error {
-	if err := s.check(st, abi.KindValue); err != nil {
-		return err
-	}
-	g, r, err := s.record(kg, st, key, true)
+	g, r, err := s.recordOf(kg, st, abi.KindValue, key, true)
 	if err != nil {
 		return err
 	}
@@ -676,10 +691,7 @@ func (s *Store) AddFloat64(kg uint16, st int, key []byte, delta float64) (float6
 
 // ListAppendTo implements statestore.Backend.
 func (s *Store) ListAppendTo(dst []byte, kg uint16, st int, key []byte) ([]byte, error) {
-	if err := s.check(st, abi.KindList); err != nil {
-		return dst, err
-	}
-	g, r, err := s.record(kg, st, key, false)
+	g, r, err := s.recordOf(kg, st, abi.KindList, key, false)
 	if r == nil || err != nil {
 		return dst, err
 	}
@@ -716,10 +728,7 @@ func (s *Store) listAdd(g *group, r *record, item []byte, now int64) {
 
 // ListAdd implements statestore.Backend.
 func (s *Store) ListAdd(kg uint16, st int, key, item []byte) error {
-	if err := s.check(st, abi.KindList); err != nil {
-		return err
-	}
-	g, r, err := s.record(kg, st, key, true)
+	g, r, err := s.recordOf(kg, st, abi.KindList, key, true)
 	if err != nil {
 		return err
 	}
@@ -772,10 +781,7 @@ func (s *Store) ListReplace(kg uint16, st int, key, encoded []byte) error {
 
 // ListClear implements statestore.Backend.
 func (s *Store) ListClear(kg uint16, st int, key []byte) error {
-	if err := s.check(st, abi.KindList); err != nil {
-		return err
-	}
-	g, r, err := s.record(kg, st, key, false)
+	g, r, err := s.recordOf(kg, st, abi.KindList, key, false)
 	if r == nil || err != nil {
 		return err
 	}
@@ -791,10 +797,7 @@ func (s *Store) ListClear(kg uint16, st int, key []byte) error {
 
 // MapGet implements statestore.Backend.
 func (s *Store) MapGet(kg uint16, st int, key, userKey []byte) ([]byte, bool, error) {
-	if err := s.check(st, abi.KindMap); err != nil {
-		return nil, false, err
-	}
-	g, r, err := s.record(kg, st, key, false)
+	g, r, err := s.recordOf(kg, st, abi.KindMap, key, false)
 	if r == nil || err != nil {
 		return nil, false, err
 	}
@@ -814,10 +817,7 @@ func (s *Store) MapContains(kg uint16, st int, key, userKey []byte) (bool, error
 }
 
 func (s *Store) mapRecord(kg uint16, st int, key []byte) (*group, *record, error) {
-	if err := s.check(st, abi.KindMap); err != nil {
-		return nil, nil, err
-	}
-	g, r, err := s.record(kg, st, key, true)
+	g, r, err := s.recordOf(kg, st, abi.KindMap, key, true)
 	if err == nil && r.m == nil {
 		r.m = map[string]*cell{}
 	}
@@ -846,10 +846,7 @@ func (s *Store) MapPut(kg uint16, st int, key, userKey, value []byte) error {
 
 // MapDelete implements statestore.Backend.
 func (s *Store) MapDelete(kg uint16, st int, key, userKey []byte) error {
-	if err := s.check(st, abi.KindMap); err != nil {
-		return err
-	}
-	g, r, err := s.record(kg, st, key, false)
+	g, r, err := s.recordOf(kg, st, abi.KindMap, key, false)
 	if r == nil || err != nil {
 		return err
 	}
@@ -920,10 +917,7 @@ func sortedCells(m map[string]*cell) []*cell {
 
 // MapAppendTo implements statestore.Backend.
 func (s *Store) MapAppendTo(dst []byte, kg uint16, st int, key []byte, what int) ([]byte, error) {
-	if err := s.check(st, abi.KindMap); err != nil {
-		return dst, err
-	}
-	g, r, err := s.record(kg, st, key, false)
+	g, r, err := s.recordOf(kg, st, abi.KindMap, key, false)
 	if r == nil || err != nil {
 		return dst, err
 	}
@@ -947,12 +941,9 @@ func (s *Store) MapAppendTo(dst []byte, kg uint16, st int, key []byte, what int)
 
 // MapIsEmpty implements statestore.Backend.
 func (s *Store) MapIsEmpty(kg uint16, st int, key []byte) (bool, error) {
-	if err := s.check(st, abi.KindMap); err != nil {
-		return false, err
-	}
-	g, r, err := s.record(kg, st, key, false)
+	g, r, err := s.recordOf(kg, st, abi.KindMap, key, false)
 	if r == nil || err != nil {
-		return true, err
+		return err == nil, err
 	}
 	b := snap(r)
 	empty := true
@@ -971,10 +962,7 @@ func (s *Store) MapIsEmpty(kg uint16, st int, key []byte) (bool, error) {
 
 // MapClear implements statestore.Backend.
 func (s *Store) MapClear(kg uint16, st int, key []byte) error {
-	if err := s.check(st, abi.KindMap); err != nil {
-		return err
-	}
-	g, r, err := s.record(kg, st, key, false)
+	g, r, err := s.recordOf(kg, st, abi.KindMap, key, false)
 	if r == nil || err != nil {
 		return err
 	}
@@ -1059,9 +1047,7 @@ func (s *Store) account(g *group, r *record, b before) {
 		}
 		return
 	}
-	sz := r.cacheSize()
-	g.size += sz - r.size
-	r.size = sz
+	g.resize(r)
 }
 
 // CleanupExpired implements statestore.Backend.
@@ -1201,7 +1187,6 @@ func (s *Store) writeBack(kg uint16, g *group) error {
 type writer struct {
 	b        Batch
 	raw, suf []byte
-	n        int // records written
 }
 
 // writeRecord adds the changes of the dirty record r to w.b and marks r
@@ -1241,20 +1226,9 @@ func (s *Store) writeRecord(w *writer, kg uint16, g *group, r *record) {
 		}
 		c.onDisk, c.diskExp, c.dirty = true, c.exp, false
 	}
-	if r.val != nil {
-		put(r.val)
-	}
-	for _, c := range r.list {
-		put(c)
-	}
-	for _, c := range r.m {
-		put(c)
-	}
+	r.eachCell(put)
 	r.dirty = false
-	w.n++
-	sz := r.cacheSize()
-	g.size += sz - r.size
-	r.size = sz
+	g.resize(r)
 }
 
 // shrink writes back g and evicts its least recently used records until it
@@ -1301,15 +1275,7 @@ func (s *Store) evict(g *group, r *record) {
 			g.diskNext[d] = c.diskExp
 		}
 	}
-	if r.val != nil {
-		drop(r.val)
-	}
-	for _, c := range r.list {
-		drop(c)
-	}
-	for _, c := range r.m {
-		drop(c)
-	}
+	r.eachCell(drop)
 	delete(g.recs[r.st], r.key)
 	g.unlink(r)
 	g.size -= r.size
